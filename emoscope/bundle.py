@@ -1,0 +1,224 @@
+"""A trained model on disk: one self-describing directory, written atomically, loaded safely.
+
+Layout::
+
+    manifest.json        format version, labels, languages, encoders and their sources,
+                         thresholds, metrics, training config, library versions, data
+                         fingerprint, and the size + sha256 of every other file
+    model/encoder/       fine-tuned encoder and tokenizer (save_pretrained layout, safetensors)
+    model/head.safetensors
+    validation.json      validation texts, gold labels and predicted probabilities
+    training_log.jsonl   one JSON object per epoch
+
+No pickle anywhere: weights are safetensors, everything else is JSON, so loading a bundle
+from a stranger cannot run code. A bundle is built in a hidden temporary sibling folder and
+renamed into place, so an interrupted run never leaves a half bundle that looks whole; the
+file hashes catch truncated or edited files later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emoscope.errors import BundleError
+
+FORMAT = "emoscope-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+VALIDATION = "validation.json"
+
+
+@dataclass
+class ValidationData:
+    """The validation set a bundle was tuned on, with the model's probabilities for it."""
+
+    texts: list[str]
+    labels: np.ndarray  # uint8 [n, L]
+    probs: np.ndarray  # float32 [n, L]
+    ids: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "texts": self.texts,
+            "ids": self.ids,
+            "labels": self.labels.astype(int).tolist(),
+            "probs": np.round(self.probs.astype(float), 6).tolist(),
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any], n_labels: int) -> ValidationData:
+        labels = np.asarray(raw["labels"], dtype=np.uint8).reshape(-1, n_labels)
+        probs = np.asarray(raw["probs"], dtype=np.float32).reshape(-1, n_labels)
+        texts = list(raw["texts"])
+        if not (len(texts) == len(labels) == len(probs)):
+            raise ValueError("texts, labels and probs differ in length")
+        return cls(texts=texts, labels=labels, probs=probs, ids=list(raw.get("ids") or map(str, range(len(texts)))))
+
+
+def library_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {}
+    for name in ("emoscope", "torch", "transformers", "tokenizers", "safetensors", "numpy"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_bundle(
+    target: str | Path,
+    manifest: dict[str, Any],
+    write_model: Callable[[Path], None],
+    validation: ValidationData | None = None,
+    log: Iterable[dict[str, Any]] = (),
+    overwrite: bool = False,
+) -> Path:
+    """Write a bundle atomically; ``write_model(folder)`` writes the weights into ``folder``.
+
+    ``manifest`` holds everything descriptive; this function adds the format, version,
+    library versions and the file table. An existing ``target`` is replaced only when
+    ``overwrite`` is true, and only once the new bundle is complete.
+    """
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise BundleError(f"{target} already exists; choose another --output or pass --overwrite")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        write_model(tmp / "model")
+        if validation is not None:
+            _write_json(tmp / VALIDATION, validation.to_json())
+        with (tmp / "training_log.jsonl").open("w", encoding="utf-8") as f:
+            for row in log:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        files = {
+            str(p.relative_to(tmp)): {"size": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in sorted(tmp.rglob("*")) if p.is_file()
+        }
+        full = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest,
+                "library_versions": library_versions(), "files": files}
+        _write_json(tmp / MANIFEST, full)
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def read_manifest(path: str | Path, verify: bool = True) -> dict[str, Any]:
+    """Read and check a bundle's manifest; ``verify`` also checks every file's size and hash.
+
+    Raises ``BundleError`` for a missing folder or manifest, a foreign or newer format, and
+    missing, truncated or modified files, each with what to do about it.
+    """
+    folder = Path(path)
+    if not folder.exists():
+        raise BundleError(f"model bundle not found: {folder}")
+    if not folder.is_dir():
+        raise BundleError(f"{folder} is a file; a model bundle is a directory with manifest.json")
+    manifest_path = folder / MANIFEST
+    if not manifest_path.exists():
+        hint = " (an unfinished training run?)" if ".partial-" in folder.name else ""
+        raise BundleError(f"{folder} is not an EmoScope bundle: no {MANIFEST}{hint}")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{manifest_path} is corrupted (not valid JSON: {exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"{manifest_path} is not an EmoScope bundle manifest (format is {manifest.get('format') if isinstance(manifest, dict) else None!r})")
+    version = manifest.get("format_version")
+    if not isinstance(version, int):
+        raise BundleError(f"{manifest_path}: format_version missing or not an integer")
+    if version > FORMAT_VERSION:
+        raise BundleError(f"{folder} was written by a newer EmoScope (bundle format {version}; this version reads up to "
+                          f"{FORMAT_VERSION}); upgrade EmoScope to load it")
+    for key in ("labels", "thresholds", "model", "files"):
+        if key not in manifest:
+            raise BundleError(f"{manifest_path}: required field '{key}' is missing")
+    labels = manifest["labels"]
+    if not isinstance(labels, list) or not labels or len(set(labels)) != len(labels):
+        raise BundleError(f"{manifest_path}: 'labels' must be a non-empty list of distinct names")
+    thresholds = manifest["thresholds"]
+    if (not isinstance(thresholds, list) or len(thresholds) != len(labels)
+            or not all(isinstance(t, (int, float)) and 0.0 <= t <= 1.0 for t in thresholds)):
+        raise BundleError(f"{manifest_path}: 'thresholds' must hold one number in [0, 1] per label")
+    _check_files(folder, manifest["files"], verify)
+    return manifest
+
+
+def _check_files(folder: Path, files: dict[str, Any], verify: bool) -> None:
+    for rel, info in files.items():
+        path = folder / rel
+        if not path.resolve().is_relative_to(folder.resolve()):
+            raise BundleError(f"{folder / MANIFEST}: file entry '{rel}' points outside the bundle")
+        if not path.is_file():
+            raise BundleError(f"{folder}: file '{rel}' is missing; the bundle is incomplete, retrain or copy it again")
+        size = path.stat().st_size
+        if size != info.get("size"):
+            raise BundleError(f"{folder}: file '{rel}' is {size} bytes, the manifest says {info.get('size')} "
+                              "(truncated or replaced); retrain or copy the bundle again")
+        if verify and sha256_file(path) != info.get("sha256"):
+            raise BundleError(f"{folder}: file '{rel}' does not match its sha256 in the manifest (corrupted or modified)")
+
+
+def read_validation(folder: str | Path, manifest: dict[str, Any]) -> ValidationData | None:
+    """The bundle's validation texts, gold labels and probabilities, if it stored them."""
+    path = Path(folder) / VALIDATION
+    if not path.exists():
+        return None
+    try:
+        return ValidationData.from_json(json.loads(path.read_text(encoding="utf-8")), len(manifest["labels"]))
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path} is corrupted: {exc}") from exc
+
+
+def update_thresholds(folder: str | Path, thresholds: Iterable[float]) -> None:
+    """Replace a bundle's thresholds in its manifest (atomic rename of the manifest file)."""
+    folder = Path(folder)
+    manifest = read_manifest(folder, verify=False)
+    values = [float(t) for t in thresholds]
+    if len(values) != len(manifest["labels"]) or not all(0.0 <= t <= 1.0 for t in values):
+        raise BundleError(f"need one threshold in [0, 1] for each of the {len(manifest['labels'])} labels")
+    manifest["thresholds"] = values
+    tmp = folder / f".{MANIFEST}.tmp"
+    _write_json(tmp, manifest)
+    os.replace(tmp, folder / MANIFEST)
+
+
+def find_bundles(models_dir: str | Path) -> list[Path]:
+    """Bundle directories directly under ``models_dir`` (those with a manifest), newest first."""
+    root = Path(models_dir)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).exists()]
+    return sorted(found, key=lambda p: (p / MANIFEST).stat().st_mtime, reverse=True)

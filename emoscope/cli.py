@@ -1,0 +1,175 @@
+"""The ``emoscope`` command: train, evaluate, predict, inspect data, manage encoder sources.
+
+Errors caused by the user's input (``EmoScopeError``) print one line and exit with code 2;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from emoscope.errors import EmoScopeError, InputError
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from emoscope.config import load_config
+    from emoscope.training import train
+
+    config = load_config(args.config)
+    if args.epochs is not None:
+        from dataclasses import replace
+
+        config = config.replace(training=replace(config.training, epochs=args.epochs))
+    output = Path(args.output) if args.output else Path(args.models_dir) / config.name
+    train(config, output, overwrite=args.overwrite, progress=not args.quiet)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from emoscope.data import load_dataset
+    from emoscope.metrics import compute_metrics, format_report
+    from emoscope.predict import Predictor
+    from emoscope.training import align_labels
+
+    predictor = Predictor(args.model)
+    data = align_labels(load_dataset(args.data, data_root=args.data_root), predictor.labels)
+    probs = predictor.predict_proba(data.texts)
+    thresholds = 0.5 if args.threshold_05 else predictor.thresholds
+    metrics = compute_metrics(data.labels, probs, thresholds, label_names=predictor.labels)
+    metrics = {"model": str(args.model), "data": data.name, **metrics}
+    print(f"{predictor.name} on {data.name} ({len(data)} texts)")
+    print(format_report(metrics))
+    if args.output:
+        Path(args.output).write_text(json.dumps(metrics, indent=1, ensure_ascii=False), encoding="utf-8")
+        print(f"metrics written to {args.output}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from emoscope.predict import Predictor
+
+    if (args.text is None) == (args.input is None):
+        raise InputError("give either --text \"...\" or --input FILE (with --output FILE)")
+    if args.input is not None and not args.output:
+        raise InputError("--input needs --output FILE (.csv, .tsv or .jsonl)")
+    predictor = Predictor(args.model)
+    if args.text is not None:
+        [result] = predictor.predict([args.text])
+        if args.json:
+            print(json.dumps({"labels": result.labels, "probabilities": result.probabilities,
+                              "language": result.language, "truncated": result.truncated}, ensure_ascii=False))
+            return 0
+        print(f"labels: {', '.join(result.labels) or '(none)'}")
+        for label, prob in sorted(result.probabilities.items(), key=lambda kv: -kv[1]):
+            threshold = predictor.thresholds[predictor.labels.index(label)]
+            mark = "*" if label in result.labels else " "
+            print(f"  {mark} {label:<14} {prob:.3f}  (threshold {threshold:.2f})")
+        return 0
+    stats = predictor.predict_file(args.input, args.output, text_column=args.text_column,
+                                   chunk_size=args.chunk_size, progress=not args.quiet)
+    print(f"{stats['predicted']} of {stats['rows']} rows predicted into {args.output}"
+          + (f"; {stats['empty']} rows with empty text left blank" if stats["empty"] else ""))
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from emoscope.data import load_dataset
+
+    ds = load_dataset(args.spec, data_root=args.data_root)
+    freq = ds.labels.mean(0)
+    print(f"{ds.name}: {len(ds)} texts, language {ds.language}, {len(ds.label_names)} labels")
+    print(f"  no-emotion texts: {int((ds.labels.sum(1) == 0).sum())}; mean labels per text {ds.labels.sum(1).mean():.2f}")
+    for name, count, f in zip(ds.label_names, ds.labels.sum(0), freq):
+        print(f"  {name:<14} {int(count):>6}  {f:6.1%}")
+    if ds.dropped:
+        print(f"  dropped rows: {len(ds.dropped)} (first: line {ds.dropped[0][0]}: {ds.dropped[0][1]})")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from emoscope.encoders import install_source, prepare_source, source_status
+
+    if args.action == "install":
+        for name in args.names:
+            print(f"{name}: ready at {install_source(name)}")
+        return 0
+    if args.action == "prepare":
+        for name in args.names:
+            print(f"{name}: ready at {prepare_source(name)}")
+        return 0
+    for row in source_status():
+        state = "ready" if row["ready"] else ("installed, not prepared" if row["package_installed"] else "not installed")
+        print(f"{row['name']:<11} {state:<24} {row['languages']}")
+        print(f"{'':<11} {row['model']}")
+        if row["notes"]:
+            print(f"{'':<11} {row['notes']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emoscope", description="Multi-label emotion classification for Arabic and English.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="fine-tune a model from a recipe and write a bundle")
+    p.add_argument("--config", required=True, help="recipe file, e.g. training/configs/smoke.toml")
+    p.add_argument("--output", help="bundle directory (default: MODELS_DIR/<recipe name>)")
+    p.add_argument("--models-dir", default="models", help="where bundles go when --output is not given")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle (only once the new one is complete)")
+    p.add_argument("--epochs", type=int, help="override the recipe's maximum number of epochs")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="all metrics of a bundle on a labelled dataset")
+    p.add_argument("--model", required=True, help="bundle directory")
+    p.add_argument("--data", required=True, help="dataset spec (brighter:eng:dev, semeval2018:ar:dev, ...) or a file")
+    p.add_argument("--data-root", help="folder holding the datasets (default: EMOSCOPE_DATA_ROOT or ../shared/datasets)")
+    p.add_argument("--output", help="also write the metrics as JSON here")
+    p.add_argument("--threshold-05", action="store_true", help="use 0.5 for every label instead of the bundle's thresholds")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("predict", help="predict one text or a CSV/TSV/JSONL file")
+    p.add_argument("--model", required=True, help="bundle directory")
+    p.add_argument("--text", help="one text to classify")
+    p.add_argument("--input", help="CSV, TSV or JSONL file to classify")
+    p.add_argument("--output", help="where to write the file with prob_<label> and <label> columns")
+    p.add_argument("--text-column", default="text", help="column (or JSON field) holding the text (default: text)")
+    p.add_argument("--chunk-size", type=int, default=512, help="rows per chunk; memory stays bounded by it")
+    p.add_argument("--json", action="store_true", help="print the --text result as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("data", help="summarise a dataset spec or file")
+    p.add_argument("spec", help="dataset spec or file")
+    p.add_argument("--data-root", help="folder holding the datasets")
+    p.set_defaults(func=_cmd_data)
+
+    p = sub.add_parser("models", help="list, install or prepare offline encoder sources")
+    p.add_argument("action", nargs="?", choices=("list", "install", "prepare"), default="list")
+    p.add_argument("names", nargs="*", help="source names (minilm-l6, me5-small, mpnet-base)")
+    p.set_defaults(func=_cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "models" and args.action in ("install", "prepare") and not args.names:
+        parser.error(f"models {args.action} needs at least one source name")
+    warnings.simplefilter("default")
+    warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
+    try:
+        return args.func(args)
+    except EmoScopeError as exc:
+        print(f"emoscope {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"emoscope {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""Typed, validated training recipes: what data, which encoder, how to train, which loss.
+
+A recipe is a TOML (or JSON) file in ``training/configs/``. Each section maps to one frozen
+dataclass validated in ``__post_init__``; unknown keys and wrong types are errors that
+name the key, so a typo never silently falls back to a default. ``RunConfig.to_dict()``
+round-trips through ``RunConfig.from_dict()`` and is what a bundle stores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emoscope.errors import ConfigError
+from emoscope.text import NormalizerConfig
+
+LOSSES = ("bce", "weighted_bce", "focal")
+POOLINGS = ("cls", "mean")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which examples to train on and what to validate on.
+
+    ``validation`` is a dataset spec, or ``holdout:F`` to hold out a label-stratified
+    fraction F of ``train`` (early stopping and thresholds then never see the ``eval`` set).
+    ``eval`` is reported after training (e.g. the official dev split).
+    ``max_train``/``max_validation`` cut each set to a seeded, stratified subset (for smoke runs).
+    """
+
+    train: str
+    validation: str = "holdout:0.15"
+    eval: str | None = None
+    data_root: str | None = None
+    max_train: int | None = None
+    max_validation: int | None = None
+    max_eval: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.train.strip():
+            raise ConfigError("data.train: give a dataset spec such as 'brighter:eng:train'")
+        if self.validation.startswith("holdout:"):
+            fraction = self.holdout_fraction
+            if fraction is None or not 0.0 < fraction < 0.5:
+                raise ConfigError(f"data.validation: '{self.validation}' must be holdout:F with 0 < F < 0.5")
+        for name in ("max_train", "max_validation", "max_eval"):
+            value = getattr(self, name)
+            if value is not None and value < 2:
+                raise ConfigError(f"data.{name} must be at least 2, got {value}")
+
+    @property
+    def holdout_fraction(self) -> float | None:
+        if not self.validation.startswith("holdout:"):
+            return None
+        try:
+            return float(self.validation.split(":", 1)[1])
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """One base encoder: where its weights come from and how its tokens become one vector."""
+
+    source: str
+    pooling: str = "mean"
+    max_length: int = 128
+    freeze_embeddings: bool = False
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not self.source.strip():
+            raise ConfigError("encoder.source: give an offline name (minilm-l6, me5-small, mpnet-base), a directory or a hub id")
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"encoder.pooling must be one of {', '.join(POOLINGS)}, got '{self.pooling}'")
+        if not 8 <= self.max_length <= 4096:
+            raise ConfigError(f"encoder.max_length must be between 8 and 4096, got {self.max_length}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"encoder.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The training loss; ``gamma``/``max_weight`` apply to focal / weighted BCE."""
+
+    name: str = "bce"
+    gamma: float = 2.0
+    max_weight: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in LOSSES:
+            raise ConfigError(f"loss.name must be one of {', '.join(LOSSES)}, got '{self.name}'")
+        if self.gamma < 0:
+            raise ConfigError(f"loss.gamma must be >= 0, got {self.gamma}")
+        if self.max_weight is not None and self.max_weight < 1:
+            raise ConfigError(f"loss.max_weight must be >= 1, got {self.max_weight}")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Optimiser, schedule and stopping. Defaults follow the usual BERT fine-tuning recipe."""
+
+    lr: float = 2e-5
+    head_lr: float | None = None
+    weight_decay: float = 0.01
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    epochs: int = 10
+    warmup_ratio: float = 0.1
+    patience: int = 3
+    grad_clip: float = 1.0
+    seed: int = 13
+    weighted_sampling: bool = False
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.lr > 0, f"training.lr must be > 0, got {self.lr}"),
+            (self.head_lr is None or self.head_lr > 0, f"training.head_lr must be > 0, got {self.head_lr}"),
+            (self.weight_decay >= 0, f"training.weight_decay must be >= 0, got {self.weight_decay}"),
+            (self.batch_size >= 1, f"training.batch_size must be >= 1, got {self.batch_size}"),
+            (self.eval_batch_size >= 1, f"training.eval_batch_size must be >= 1, got {self.eval_batch_size}"),
+            (self.epochs >= 1, f"training.epochs must be >= 1, got {self.epochs}"),
+            (0 <= self.warmup_ratio < 1, f"training.warmup_ratio must be in [0, 1), got {self.warmup_ratio}"),
+            (self.patience >= 1, f"training.patience must be >= 1, got {self.patience}"),
+            (self.grad_clip >= 0, f"training.grad_clip must be >= 0 (0 = off), got {self.grad_clip}"),
+            (self.device in ("auto", "cpu") or self.device.startswith("cuda"),
+             f"training.device must be auto, cpu or cuda[:N], got '{self.device}'"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class ThresholdConfig:
+    """Per-class thresholds: tuned on the validation set (max F1 per class) or fixed."""
+
+    tune: bool = True
+    fallback: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.fallback < 1.0:
+            raise ConfigError(f"thresholds.fallback must be in (0, 1), got {self.fallback}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole training recipe."""
+
+    name: str
+    data: DataConfig
+    encoders: tuple[EncoderConfig, ...]
+    description: str = ""
+    text: NormalizerConfig = field(default_factory=NormalizerConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    thresholds: ThresholdConfig = field(default_factory=ThresholdConfig)
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise ConfigError("name: a recipe needs a name")
+        if len(self.encoders) != 1:
+            raise ConfigError(f"encoders: this version trains exactly one encoder, got {len(self.encoders)}")
+
+    @property
+    def encoder(self) -> EncoderConfig:
+        return self.encoders[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "description": self.description,
+            "data": dataclasses.asdict(self.data),
+            "encoders": [dataclasses.asdict(e) for e in self.encoders],
+            "text": self.text.to_dict(),
+            "training": dataclasses.asdict(self.training),
+            "loss": dataclasses.asdict(self.loss),
+            "thresholds": dataclasses.asdict(self.thresholds),
+        }
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        if not isinstance(raw, dict):
+            raise ConfigError("a recipe must be a table of sections")
+        known = {"name", "description", "data", "encoders", "text", "training", "loss", "thresholds"}
+        _reject_unknown(raw, known, "recipe")
+        if "data" not in raw:
+            raise ConfigError("recipe: missing [data] section")
+        encoders = raw.get("encoders")
+        if not isinstance(encoders, list) or not encoders:
+            raise ConfigError("recipe: missing [[encoders]] (give at least one encoder with a source)")
+        try:
+            text = NormalizerConfig.from_dict(raw.get("text", {}))
+        except TypeError as exc:
+            raise ConfigError(f"text: {exc}") from exc
+        return cls(
+            name=_typed(raw.get("name", ""), str, "name"),
+            description=_typed(raw.get("description", ""), str, "description"),
+            data=_build(DataConfig, raw["data"], "data"),
+            encoders=tuple(_build(EncoderConfig, e, f"encoders[{i}]") for i, e in enumerate(encoders)),
+            text=text,
+            training=_build(TrainingConfig, raw.get("training", {}), "training"),
+            loss=_build(LossConfig, raw.get("loss", {}), "loss"),
+            thresholds=_build(ThresholdConfig, raw.get("thresholds", {}), "thresholds"),
+        )
+
+    def replace(self, **sections: Any) -> RunConfig:
+        return dataclasses.replace(self, **sections)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a recipe from a ``.toml`` or ``.json`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe file not found: {path}")
+    try:
+        if path.suffix == ".toml":
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        elif path.suffix == ".json":
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            raise ConfigError(f"{path}: recipes are .toml or .json files")
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {exc}") from exc
+    try:
+        return RunConfig.from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _reject_unknown(raw: dict[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    _reject_unknown(raw, set(fields), where)
+    hints = typing.get_type_hints(cls)
+    values = {name: _typed(value, hints[name], f"{where}.{name}") for name, value in raw.items()}
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    except ConfigError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _typed(value: Any, hint: Any, where: str) -> Any:
+    """Check a raw value against a simple type hint (str, int, float, bool, X | None)."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
+    if value is None and type(None) in options:
+        return None
+    for option in options:
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option in (str, bool) and isinstance(value, option):
+            return value
+    names = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    raise ConfigError(f"{where}: expected {names}, got {value!r}")

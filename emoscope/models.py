@@ -1,0 +1,164 @@
+"""The single-encoder multi-label classifier and the text→tensor step every model shares.
+
+``TextEncoder`` turns raw texts into padded sub-word tensors through the project's shared
+word segmentation (``emoscope.text.prepare_words``): each word is normalised on its own
+and handed to the tokenizer with ``is_split_into_words=True``, so every encoder and every
+explainer sees the same words, in the same order, with offsets into the text as typed.
+
+``EncoderClassifier`` is a transformer encoder, a pooling over its token vectors (CLS or
+attention-masked mean), dropout and one linear layer giving one logit per label. It saves
+and loads itself piece by piece: the encoder and tokenizer in ``save_pretrained`` layout,
+the head in safetensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from emoscope.errors import BundleError
+from emoscope.text import NormalizerConfig, prepare_words
+
+
+class TextEncoder:
+    """Normalise, segment and tokenise texts for one encoder."""
+
+    def __init__(self, tokenizer: Any, normalizer: NormalizerConfig, max_length: int, prefix: str = ""):
+        self.tokenizer = tokenizer
+        self.normalizer = normalizer
+        self.max_length = max_length
+        self.prefix_words = prefix.split()
+
+    def words(self, text: str) -> list[str]:
+        """The normalised words the tokenizer sees (the source's prefix word first, if any)."""
+        _, normalised = prepare_words(text, self.normalizer)
+        words = [w for w in normalised if w]
+        if not words:
+            # A text of nothing but tatweel or diacritics still needs one token to classify.
+            words = [self.tokenizer.unk_token or "[UNK]"]
+        return self.prefix_words + words
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Truncated, unpadded token ids (with special tokens) for each text."""
+        encoded = self.tokenizer(
+            [self.words(t) for t in texts],
+            is_split_into_words=True,
+            truncation=True,
+            max_length=self.max_length,
+        )
+        return encoded["input_ids"]
+
+    def pad(self, ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        """Pad a list of token-id lists into ``input_ids`` and ``attention_mask`` tensors."""
+        width = max(len(x) for x in ids)
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for row, seq in enumerate(ids):
+            input_ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+            mask[row, : len(seq)] = 1
+        return {"input_ids": input_ids, "attention_mask": mask}
+
+    def __call__(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return self.pad(self.token_ids(texts))
+
+
+class EncoderClassifier(nn.Module):
+    """A transformer encoder with a pooled multi-label head: ``forward`` returns logits [B, L]."""
+
+    def __init__(self, encoder: nn.Module, n_labels: int, pooling: str = "mean", dropout: float = 0.1):
+        super().__init__()
+        if pooling not in ("cls", "mean"):
+            raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+        self.encoder = encoder
+        self.pooling = pooling
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, n_labels)
+
+    @property
+    def n_labels(self) -> int:
+        return self.head.out_features
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Sentence vector from token vectors: the first token, or the mean over real tokens."""
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.pool(hidden, attention_mask)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        pooled = self.features(input_ids, attention_mask)
+        # The head runs in fp32 even under autocast: logits feed sigmoid thresholds.
+        return self.head(self.dropout(pooled).float())
+
+    def freeze_word_embeddings(self) -> int:
+        """Stop training the word-embedding matrix; returns how many parameters that freezes.
+
+        For multilingual-e5-small the 250k-row embedding is 82% of the parameters and most of
+        AdamW's time on CPU; the rest of the network still adapts.
+        """
+        embeddings = self.encoder.get_input_embeddings()
+        embeddings.weight.requires_grad_(False)
+        return embeddings.weight.numel()
+
+    def save(self, folder: Path, tokenizer: Any) -> None:
+        """Write ``encoder/`` (model + tokenizer, ``save_pretrained`` layout) and ``head.safetensors``."""
+        from safetensors.torch import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.encoder.save_pretrained(folder / "encoder", safe_serialization=True)
+        tokenizer.save_pretrained(folder / "encoder")
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()},
+                  str(folder / "head.safetensors"))
+
+    @classmethod
+    def load(cls, folder: Path, n_labels: int, pooling: str) -> tuple[EncoderClassifier, Any]:
+        """Load what :meth:`save` wrote; returns ``(model, tokenizer)`` in eval mode."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        encoder_dir = folder / "encoder"
+        try:
+            config = AutoConfig.from_pretrained(encoder_dir)
+            kwargs = {"add_pooling_layer": False} if config.model_type == "bert" else {}
+            encoder = AutoModel.from_pretrained(encoder_dir, config=config, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(encoder_dir, use_fast=True)
+            head = load_file(str(folder / "head.safetensors"))
+        except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+            raise BundleError(f"cannot load the model in {folder}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
+        model = cls(encoder, n_labels=n_labels, pooling=pooling, dropout=0.0)
+        expected = {k: tuple(v.shape) for k, v in model.head.state_dict().items()}
+        found = {k: tuple(v.shape) for k, v in head.items()}
+        if expected != found:
+            raise BundleError(f"{folder / 'head.safetensors'}: head shapes {found} do not match "
+                              f"the encoder and the manifest's {n_labels} labels (expected {expected})")
+        model.head.load_state_dict(head)
+        model.eval()
+        return model, tokenizer
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """CUDA when present and asked for (``auto``), else CPU."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        from emoscope.errors import ConfigError
+
+        raise ConfigError(f"device '{requested}' requested but CUDA is not available on this machine")
+    return torch.device(requested)
+
+
+def autocast_context(device: torch.device):
+    """bf16 autocast on CUDA GPUs that support it; a no-op context elsewhere."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)

@@ -1,0 +1,318 @@
+"""Fine-tuning one encoder with a multi-label head, from a recipe to a bundle on disk.
+
+``train(config, output)`` loads the data, fine-tunes with AdamW (warm-up + cosine
+schedule), evaluates validation macro-F1 after every epoch (with per-class thresholds tuned
+on the validation set), stops early when it stops improving, restores the best epoch, and
+writes a bundle. Batches are bucketed by token length so CPU time follows real text
+lengths rather than the longest text in a random batch.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import random
+import resource
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from emoscope import bundle as bundle_io
+from emoscope.config import RunConfig
+from emoscope.data import Dataset, iterative_stratified_split, load_dataset
+from emoscope.encoders import SOURCES, load_encoder, text_prefix
+from emoscope.errors import ConfigError, DataError
+from emoscope.losses import build_loss, per_class_bce
+from emoscope.metrics import compute_metrics
+from emoscope.models import EncoderClassifier, TextEncoder, autocast_context, pick_device
+from emoscope.thresholds import tune_thresholds
+
+Logger = Callable[[str], None]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class TrainingData:
+    train: Dataset
+    validation: Dataset
+    eval: Dataset | None
+
+
+def stratified_subset(ds: Dataset, n: int | None, seed: int) -> Dataset:
+    """A seeded, label-stratified subset of ``n`` examples (all of them when n is None or larger)."""
+    if n is None or n >= len(ds):
+        return ds
+    _, keep = iterative_stratified_split(ds.labels, test_size=n / len(ds), seed=seed)
+    return ds.subset(sorted(keep))
+
+
+def align_labels(ds: Dataset, label_names: Sequence[str]) -> Dataset:
+    """Reorder a dataset's label columns to ``label_names``; refuse a different label set."""
+    if list(ds.label_names) == list(label_names):
+        return ds
+    if set(ds.label_names) != set(label_names):
+        raise DataError(f"{ds.name} has labels {ds.label_names} but the model was trained on {list(label_names)}")
+    order = [ds.label_names.index(n) for n in label_names]
+    return Dataset(texts=ds.texts, labels=ds.labels[:, order], label_names=list(label_names),
+                   language=ds.language, name=ds.name, ids=ds.ids, dropped=ds.dropped)
+
+
+def load_training_data(config: RunConfig) -> TrainingData:
+    """Train / validation / eval sets as the recipe describes them."""
+    d = config.data
+    seed = config.training.seed
+    train = load_dataset(d.train, data_root=d.data_root)
+    if d.holdout_fraction is not None:
+        fit_idx, val_idx = iterative_stratified_split(train.labels, test_size=d.holdout_fraction, seed=seed)
+        validation = train.subset(sorted(val_idx))
+        validation.name = f"{train.name} (held out {d.holdout_fraction:.0%})"
+        train = train.subset(sorted(fit_idx))
+    else:
+        validation = align_labels(load_dataset(d.validation, data_root=d.data_root), train.label_names)
+    evaluation = align_labels(load_dataset(d.eval, data_root=d.data_root), train.label_names) if d.eval else None
+    return TrainingData(
+        train=stratified_subset(train, d.max_train, seed),
+        validation=stratified_subset(validation, d.max_validation, seed),
+        eval=stratified_subset(evaluation, d.max_eval, seed) if evaluation is not None else None,
+    )
+
+
+def length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator,
+                            indices: np.ndarray | None = None, pool: int = 50) -> list[np.ndarray]:
+    """Shuffle, then sort by length inside pools of ``pool`` batches, then shuffle the batches.
+
+    Padding then follows each batch's own longest text, while batch order stays random.
+    ``indices`` (e.g. drawn by weighted sampling) defaults to every example once.
+    """
+    order = rng.permutation(len(lengths)) if indices is None else rng.permutation(indices)
+    lengths = np.asarray(lengths)
+    batches = []
+    step = batch_size * pool
+    for start in range(0, len(order), step):
+        chunk = order[start:start + step]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def rare_label_sample_weights(labels: np.ndarray) -> np.ndarray:
+    """Per-example sampling weight: the inverse frequency of its rarest positive label.
+
+    Examples with no positive label weigh like the most frequent label, so 'no emotion'
+    texts are still seen.
+    """
+    freq = labels.mean(0).clip(min=1.0 / max(len(labels), 1))
+    inv = freq.max() / freq
+    weights = np.where(labels.astype(bool), inv[None, :], 0.0).max(1)
+    return np.where(weights > 0, weights, 1.0)
+
+
+@torch.no_grad()
+def predict_probs(model: EncoderClassifier, text_encoder: TextEncoder, token_ids: Sequence[Sequence[int]],
+                  batch_size: int, device: torch.device) -> np.ndarray:
+    """Sigmoid probabilities for pre-tokenised texts, batched in length order, returned in input order."""
+    model.eval()
+    order = np.argsort([len(x) for x in token_ids], kind="stable")
+    out = np.zeros((len(token_ids), model.n_labels), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        batch = {k: v.to(device) for k, v in text_encoder.pad([token_ids[i] for i in idx]).items()}
+        with autocast_context(device):
+            logits = model(**batch)
+        out[idx] = torch.sigmoid(logits.float()).cpu().numpy()
+    return out
+
+
+def _optimizer(model: EncoderClassifier, config: RunConfig) -> torch.optim.Optimizer:
+    t = config.training
+    decay, no_decay, head = [], [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if name.startswith("head."):
+            head.append(param)
+        elif param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name:
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    groups = [
+        {"params": decay, "weight_decay": t.weight_decay, "lr": t.lr},
+        {"params": no_decay, "weight_decay": 0.0, "lr": t.lr},
+        {"params": head, "weight_decay": t.weight_decay, "lr": t.head_lr or t.lr},
+    ]
+    return torch.optim.AdamW([g for g in groups if g["params"]])
+
+
+def train(config: RunConfig, output: str | Path, *, overwrite: bool = False, progress: bool = True,
+          log: Logger = print) -> Path:
+    """Run a recipe end to end and write the bundle to ``output``; returns its path."""
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise ConfigError(f"{output} already exists; choose another --output or pass --overwrite")
+    started = time.perf_counter()
+    seed_everything(config.training.seed)
+    t = config.training
+    enc_cfg = config.encoder
+    device = pick_device(t.device)
+
+    data = load_training_data(config)
+    train_ds, val_ds = data.train, data.validation
+    labels = train_ds.label_names
+    log(f"[data] train {len(train_ds)} ({train_ds.name}), validation {len(val_ds)} ({val_ds.name})"
+        + (f", eval {len(data.eval)} ({data.eval.name})" if data.eval else "") + f"; labels: {', '.join(labels)}")
+    if val_ds.labels.sum() == 0:
+        raise DataError(f"the validation set {val_ds.name} has no positive labels; early stopping and thresholds need some")
+
+    tokenizer, encoder = load_encoder(enc_cfg.source)
+    model = EncoderClassifier(encoder, n_labels=len(labels), pooling=enc_cfg.pooling, dropout=enc_cfg.dropout)
+    if enc_cfg.freeze_embeddings:
+        frozen = model.freeze_word_embeddings()
+        log(f"[model] word embeddings frozen ({frozen / 1e6:.1f}M parameters)")
+    model.to(device)
+    text_encoder = TextEncoder(tokenizer, config.text, enc_cfg.max_length, prefix=text_prefix(enc_cfg.source))
+
+    t0 = time.perf_counter()
+    train_ids = text_encoder.token_ids(train_ds.texts)
+    val_ids = text_encoder.token_ids(val_ds.texts)
+    truncated = sum(len(x) >= enc_cfg.max_length for x in train_ids)
+    log(f"[tokenise] {time.perf_counter() - t0:.1f}s; mean length {np.mean([len(x) for x in train_ids]):.1f} tokens; "
+        f"{truncated} training texts truncated at {enc_cfg.max_length}")
+
+    loss_fn = build_loss(config.loss.name, train_ds.labels, gamma=config.loss.gamma,
+                         max_weight=config.loss.max_weight).to(device)
+    optimizer = _optimizer(model, config)
+    steps_per_epoch = math.ceil(len(train_ds) / t.batch_size)
+    total_steps = steps_per_epoch * t.epochs
+    from transformers import get_cosine_schedule_with_warmup
+
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(t.warmup_ratio * total_steps), total_steps)
+    rng = np.random.default_rng(t.seed)
+    sample_weights = rare_label_sample_weights(train_ds.labels) if t.weighted_sampling else None
+    targets_all = torch.as_tensor(train_ds.labels, dtype=torch.float32)
+    lengths = [len(x) for x in train_ids]
+
+    frozen_names = {n for n, p in model.named_parameters() if not p.requires_grad}
+    history: list[dict[str, Any]] = []
+    best_f1, best_epoch, best_state, stale = -1.0, 0, None, 0
+    for epoch in range(1, t.epochs + 1):
+        model.train()
+        indices = None
+        if sample_weights is not None:
+            indices = rng.choice(len(train_ds), size=len(train_ds), replace=True, p=sample_weights / sample_weights.sum())
+        batches = length_bucketed_batches(lengths, t.batch_size, rng, indices)
+        epoch_start = time.perf_counter()
+        loss_sum, class_loss_sum, seen = 0.0, torch.zeros(len(labels)), 0
+        bar = tqdm(batches, desc=f"epoch {epoch}/{t.epochs}", disable=not progress, leave=False, unit="batch")
+        for idx in bar:
+            batch = {k: v.to(device) for k, v in text_encoder.pad([train_ids[i] for i in idx]).items()}
+            targets = targets_all[idx].to(device)
+            with autocast_context(device):
+                logits = model(**batch)
+            loss = loss_fn(logits.float(), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if t.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.item() * len(idx)
+            class_loss_sum += per_class_bce(logits.detach().float(), targets).cpu() * len(idx)
+            seen += len(idx)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+        bar.close()
+        val_probs = predict_probs(model, text_encoder, val_ids, t.eval_batch_size, device)
+        thresholds = (tune_thresholds(val_ds.labels, val_probs, fallback=config.thresholds.fallback)
+                      if config.thresholds.tune else np.full(len(labels), config.thresholds.fallback))
+        metrics = compute_metrics(val_ds.labels, val_probs, thresholds, label_names=labels)
+        row = {
+            "epoch": epoch,
+            "train_loss": loss_sum / seen,
+            "train_loss_per_class": dict(zip(labels, (class_loss_sum / seen).tolist())),
+            "val_macro_f1": metrics["macro_f1"],
+            "val_micro_f1": metrics["micro_f1"],
+            "val_macro_f1_at_0.5": compute_metrics(val_ds.labels, val_probs, 0.5)["macro_f1"],
+            "seconds": time.perf_counter() - epoch_start,
+            "lr": scheduler.get_last_lr()[0],
+        }
+        history.append(row)
+        per_class = " ".join(f"{k}={v:.3f}" for k, v in row["train_loss_per_class"].items())
+        log(f"[epoch {epoch}] loss {row['train_loss']:.4f} | val macro-F1 {row['val_macro_f1']:.4f} "
+            f"micro-F1 {row['val_micro_f1']:.4f} | {row['seconds']:.0f}s | per-class loss {per_class}")
+        if metrics["macro_f1"] > best_f1 + 1e-6:
+            best_f1, best_epoch, stale = metrics["macro_f1"], epoch, 0
+            # Frozen weights never change: keeping only the rest saves a copy of the embedding matrix.
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+                          if k not in frozen_names}
+        else:
+            stale += 1
+            if stale >= t.patience:
+                log(f"[early stop] no macro-F1 gain for {t.patience} epochs; best epoch {best_epoch}")
+                break
+
+    if best_state is not None:
+        model.load_state_dict(best_state, strict=False)
+    val_probs = predict_probs(model, text_encoder, val_ids, t.eval_batch_size, device)
+    thresholds = (tune_thresholds(val_ds.labels, val_probs, fallback=config.thresholds.fallback)
+                  if config.thresholds.tune else np.full(len(labels), config.thresholds.fallback))
+    results = {"validation": compute_metrics(val_ds.labels, val_probs, thresholds, label_names=labels)}
+    if data.eval is not None:
+        eval_probs = predict_probs(model, text_encoder, text_encoder.token_ids(data.eval.texts), t.eval_batch_size, device)
+        results["eval"] = {"data": data.eval.name,
+                           **compute_metrics(data.eval.labels, eval_probs, thresholds, label_names=labels)}
+        log(f"[eval] {data.eval.name}: macro-F1 {results['eval']['macro_f1']:.4f} micro-F1 {results['eval']['micro_f1']:.4f}")
+    seconds = time.perf_counter() - started
+
+    manifest = {
+        "name": config.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "labels": list(labels),
+        "languages": sorted({train_ds.language}),
+        "thresholds": [float(x) for x in thresholds],
+        "model": {
+            "kind": "encoder-classifier",
+            "path": "model",
+            "pooling": enc_cfg.pooling,
+            "max_length": enc_cfg.max_length,
+            "n_labels": len(labels),
+            "encoders": [{"source": enc_cfg.source,
+                          "offline_source": enc_cfg.source in SOURCES,
+                          "text_prefix": text_prefix(enc_cfg.source),
+                          "model_type": encoder.config.model_type,
+                          "hidden_size": encoder.config.hidden_size}],
+        },
+        "text": config.text.to_dict(),
+        "config": config.to_dict(),
+        "data": {"train": train_ds.name, "n_train": len(train_ds), "train_fingerprint": train_ds.fingerprint(),
+                 "validation": val_ds.name, "n_validation": len(val_ds),
+                 "eval": data.eval.name if data.eval else None},
+        "metrics": results,
+        "training": {"best_epoch": best_epoch, "epochs_run": len(history), "seconds": round(seconds, 1),
+                     "peak_rss_mb": round(peak_rss_mb(), 1), "device": str(device),
+                     "torch_threads": torch.get_num_threads(), "platform": platform.platform()},
+    }
+    from emoscope.bundle import ValidationData
+
+    validation = ValidationData(texts=list(val_ds.texts), labels=val_ds.labels, probs=val_probs, ids=list(val_ds.ids))
+    path = bundle_io.save_bundle(output, manifest, lambda folder: model.cpu().save(folder, tokenizer),
+                                 validation=validation, log=history, overwrite=overwrite)
+    log(f"[done] {path} in {seconds:.0f}s; validation macro-F1 {results['validation']['macro_f1']:.4f} "
+        f"(best epoch {best_epoch}); peak RSS {peak_rss_mb():.0f} MiB")
+    return path

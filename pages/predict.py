@@ -1,0 +1,50 @@
+"""Predict page: type Arabic or English text, see each label's probability and the labels."""
+
+import streamlit as st
+
+from emoscope.appstate import load_predictor
+from emoscope.errors import EmoScopeError
+from emoscope.text import detect_language
+from emoscope.ui import models_dir, probability_figure, text_html
+
+st.header("Predict emotions")
+bundle_path = st.session_state.get("bundle_path")
+if bundle_path is None:
+    st.info(
+        f"No trained model found in `{models_dir()}`. Train one, then reload this page:\n\n"
+        "```bash\n.venv/bin/emoscope train --config training/configs/brighter-eng-minilm.toml\n```\n"
+        "(`training/configs/smoke.toml` trains a toy model in about a minute.) "
+        "Set `EMOSCOPE_MODELS_DIR` to look for bundles elsewhere.")
+    st.stop()
+
+try:
+    predictor = load_predictor(str(bundle_path), (bundle_path / "manifest.json").stat().st_mtime)
+except (EmoScopeError, OSError) as exc:
+    st.error(f"This model cannot be loaded: {exc}")
+    st.stop()
+
+st.caption(f"Model: **{predictor.name}** · labels: {', '.join(predictor.labels)}")
+text = st.text_area("Text (Arabic or English)", key="predict_text", height=120,
+                    placeholder="اكتب جملة هنا… or type an English sentence")
+if not text.strip():
+    st.caption("Type or paste a text to see its emotions.")
+    st.stop()
+
+try:
+    [result] = predictor.predict([text])
+except EmoScopeError as exc:
+    st.error(str(exc))
+    st.stop()
+
+if result.truncated:
+    st.warning("The text is very long: only its beginning was used.")
+st.markdown(text_html(text), unsafe_allow_html=True)
+language = {"ar": "Arabic", "en": "English", "mixed": "mixed Arabic/English"}.get(detect_language(text), "unknown")
+col1, col2 = st.columns([2, 1])
+with col1:
+    st.plotly_chart(probability_figure(predictor.labels, [result.probabilities[l] for l in predictor.labels],
+                                       [float(t) for t in predictor.thresholds]), width="stretch")
+with col2:
+    st.subheader("Predicted")
+    st.markdown(", ".join(f"**{l}**" for l in result.labels) if result.labels else "_no emotion above its threshold_")
+    st.caption(f"Detected language: {language}")
