@@ -30,10 +30,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from emoscope.data import load_dataset
+    from emoscope.data import align_labels, load_dataset
     from emoscope.metrics import compute_metrics, format_report
     from emoscope.predict import Predictor
-    from emoscope.training import align_labels
 
     predictor = Predictor(args.model)
     data = align_labels(load_dataset(args.data, data_root=args.data_root), predictor.labels)

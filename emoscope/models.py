@@ -126,6 +126,9 @@ class EncoderClassifier(nn.Module):
         from safetensors.torch import load_file
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+        from emoscope.encoders import quiet_transformers
+
+        quiet_transformers()
         encoder_dir = folder / "encoder"
         try:
             config = AutoConfig.from_pretrained(encoder_dir)

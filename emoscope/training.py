@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from emoscope import bundle as bundle_io
 from emoscope.config import RunConfig
-from emoscope.data import Dataset, iterative_stratified_split, load_dataset
+from emoscope.data import Dataset, align_labels, iterative_stratified_split, load_dataset
 from emoscope.encoders import SOURCES, load_encoder, text_prefix
 from emoscope.errors import ConfigError, DataError
 from emoscope.losses import build_loss, per_class_bce
@@ -61,17 +61,6 @@ def stratified_subset(ds: Dataset, n: int | None, seed: int) -> Dataset:
         return ds
     _, keep = iterative_stratified_split(ds.labels, test_size=n / len(ds), seed=seed)
     return ds.subset(sorted(keep))
-
-
-def align_labels(ds: Dataset, label_names: Sequence[str]) -> Dataset:
-    """Reorder a dataset's label columns to ``label_names``; refuse a different label set."""
-    if list(ds.label_names) == list(label_names):
-        return ds
-    if set(ds.label_names) != set(label_names):
-        raise DataError(f"{ds.name} has labels {ds.label_names} but the model was trained on {list(label_names)}")
-    order = [ds.label_names.index(n) for n in label_names]
-    return Dataset(texts=ds.texts, labels=ds.labels[:, order], label_names=list(label_names),
-                   language=ds.language, name=ds.name, ids=ds.ids, dropped=ds.dropped)
 
 
 def load_training_data(config: RunConfig) -> TrainingData:
@@ -141,6 +130,15 @@ def predict_probs(model: EncoderClassifier, text_encoder: TextEncoder, token_ids
     return out
 
 
+def loss_options(config: RunConfig) -> dict[str, Any]:
+    """The recipe's loss options that the chosen loss takes."""
+    if config.loss.name == "focal":
+        return {"gamma": config.loss.gamma}
+    if config.loss.name == "weighted_bce" and config.loss.max_weight is not None:
+        return {"max_weight": config.loss.max_weight}
+    return {}
+
+
 def _optimizer(model: EncoderClassifier, config: RunConfig) -> torch.optim.Optimizer:
     t = config.training
     decay, no_decay, head = [], [], []
@@ -196,8 +194,7 @@ def train(config: RunConfig, output: str | Path, *, overwrite: bool = False, pro
     log(f"[tokenise] {time.perf_counter() - t0:.1f}s; mean length {np.mean([len(x) for x in train_ids]):.1f} tokens; "
         f"{truncated} training texts truncated at {enc_cfg.max_length}")
 
-    loss_fn = build_loss(config.loss.name, train_ds.labels, gamma=config.loss.gamma,
-                         max_weight=config.loss.max_weight).to(device)
+    loss_fn = build_loss(config.loss.name, train_ds.labels, **loss_options(config)).to(device)
     optimizer = _optimizer(model, config)
     steps_per_epoch = math.ceil(len(train_ds) / t.batch_size)
     total_steps = steps_per_epoch * t.epochs

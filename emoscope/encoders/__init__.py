@@ -299,6 +299,14 @@ def resolve_source(source: str) -> str:
     return source
 
 
+def quiet_transformers() -> None:
+    """Silence load reports and weight-loading progress bars; EmoScope reports what matters itself."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def load_tokenizer(source: str):
     """The fast tokenizer of a source (directory, offline name or hub id)."""
     from transformers import AutoTokenizer
@@ -319,6 +327,7 @@ def load_encoder(source: str, *, attn_implementation: str | None = None):
     from transformers import AutoConfig, AutoModel
 
     where = resolve_source(source)
+    quiet_transformers()
     tokenizer = load_tokenizer(source)
     kwargs: dict[str, Any] = {}
     if attn_implementation:

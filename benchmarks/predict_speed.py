@@ -1,0 +1,79 @@
+"""Prediction speed of ``Predictor`` against a plain ``transformers`` forward pass, in one run.
+
+Both sides get the same texts. The reference is what a user would write by hand with the
+same fine-tuned encoder: ``tokenizer(texts, padding=True, truncation=True)`` then
+``model(**batch)`` under ``inference_mode``. Predictor adds text normalisation, the shared
+word segmentation, the pooled head and the sigmoid. Timings alternate between the two sides
+(this machine is noisy) and the medians are compared as a ratio.
+
+    .venv/bin/python benchmarks/predict_speed.py --model models/brighter-eng-minilm --data brighter:eng:dev
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from emoscope.data import load_dataset
+from emoscope.predict import Predictor
+
+
+def _time(fn, repeats: int) -> list[float]:
+    out = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--data", default="brighter:eng:dev")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output", help="write the results as JSON here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    texts = load_dataset(args.data).texts[: args.batch]
+    predictor = Predictor(args.model, device="cpu", batch_size=args.batch)
+    encoder_dir = Path(args.model) / predictor.manifest["model"]["path"] / "encoder"
+    tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
+    kwargs = {"add_pooling_layer": False} if predictor.model.encoder.config.model_type == "bert" else {}
+    plain = AutoModel.from_pretrained(encoder_dir, **kwargs).eval()
+    max_length = predictor.text_encoder.max_length
+
+    def reference(batch: list[str]) -> None:
+        with torch.inference_mode():
+            enc = tokenizer(batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            plain(**enc)
+
+    cases = {"one text": texts[:1], f"batch of {len(texts)}": texts}
+    results = {}
+    for name, batch in cases.items():
+        reference(batch), predictor.predict_proba(batch)  # warm-up
+        ref_t, pred_t = [], []
+        for _ in range(args.repeats):
+            ref_t += _time(lambda: reference(batch), 1)
+            pred_t += _time(lambda: predictor.predict_proba(batch), 1)
+        ref_med, pred_med = statistics.median(ref_t), statistics.median(pred_t)
+        results[name] = {"reference_ms": ref_med * 1e3, "predictor_ms": pred_med * 1e3,
+                         "overhead_pct": (pred_med / ref_med - 1) * 100, "texts_per_s": len(batch) / pred_med}
+        print(f"{name:>12}: plain forward {ref_med * 1e3:8.1f} ms | Predictor {pred_med * 1e3:8.1f} ms | "
+              f"overhead {results[name]['overhead_pct']:+.1f}% | {results[name]['texts_per_s']:.0f} texts/s")
+    if args.output:
+        Path(args.output).write_text(json.dumps({"model": args.model, "data": args.data, "threads": args.threads,
+                                                 "repeats": args.repeats, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Quality benchmark: train and evaluate every model on the dev splits, in one run.
+
+For each dev set (BRIGHTER eng, arq, ary; SemEval-2018 E-c ar) it runs, each in its own
+process so time and peak memory belong to that job alone:
+- the reference: TF-IDF (word 1-2 + char 2-5 grams) + one-vs-rest logistic regression with
+  class_weight="balanced" and per-class thresholds tuned on 5-fold out-of-fold predictions;
+- the fine-tuned encoders (recipes in training/configs): ``emoscope train``, then the
+  project's own ``emoscope evaluate`` on the dev split (bundle thresholds, and 0.5).
+Writes benchmarks/results/quality.json and the tables between the quality markers in
+docs/BENCHMARKS.md.
+
+    .venv/bin/python benchmarks/quality.py                  # everything (~1 h on 2 CPU cores)
+    .venv/bin/python benchmarks/quality.py --only eng       # one dev set
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DOC = ROOT / "docs" / "BENCHMARKS.md"
+
+DATASETS = {
+    "eng": {"title": "BRIGHTER eng", "train": "brighter:eng:train", "dev": "brighter:eng:dev",
+            "recipes": ["brighter-eng-minilm", "brighter-eng-me5"]},
+    "arq": {"title": "BRIGHTER arq (Algerian)", "train": "brighter:arq:train", "dev": "brighter:arq:dev",
+            "recipes": ["brighter-arq-me5"]},
+    "ary": {"title": "BRIGHTER ary (Moroccan)", "train": "brighter:ary:train", "dev": "brighter:ary:dev",
+            "recipes": ["brighter-ary-me5"]},
+    "ar": {"title": "SemEval-2018 E-c ar", "train": "semeval2018:ar:train", "dev": "semeval2018:ar:dev",
+           "recipes": ["semeval2018-ar-me5"]},
+}
+
+
+def tfidf_job(train_spec: str, dev_spec: str, output: Path) -> None:
+    """Runs inside a child process: fit the reference, score dev, write JSON."""
+    from emoscope.baseline import TfidfBaseline
+    from emoscope.data import load_dataset
+    from emoscope.metrics import compute_metrics
+
+    start = time.perf_counter()
+    train, dev = load_dataset(train_spec), load_dataset(dev_spec)
+    model = TfidfBaseline().fit(train.texts, train.labels, cv_folds=5, seed=0)
+    seconds = time.perf_counter() - start
+    probs = model.predict_proba(dev.texts)
+    tuned = compute_metrics(dev.labels, probs, model.thresholds_, label_names=dev.label_names)
+    at_half = compute_metrics(dev.labels, probs, 0.5, label_names=dev.label_names)
+    output.write_text(json.dumps({"metrics": tuned, "macro_f1_at_0.5": at_half["macro_f1"], "train_seconds": seconds,
+                                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def run(cmd: list[str], log: Path) -> None:
+    with log.open("w") as f:
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if proc.returncode != 0:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}; see {log}")
+
+
+def bench_dataset(key: str, out: Path, retrain: bool) -> dict:
+    spec = DATASETS[key]
+    python = sys.executable
+    emoscope = [python, "-m", "emoscope.cli"]
+    rows = {}
+    job = out / f"{key}-tfidf.json"
+    print(f"[{key}] TF-IDF reference", flush=True)
+    run([python, __file__, "--tfidf-job", spec["train"], spec["dev"], str(job)], out / f"{key}-tfidf.log")
+    ref = json.loads(job.read_text())
+    rows["TF-IDF + LR (reference)"] = {**ref["metrics"], "macro_f1_at_0.5": ref["macro_f1_at_0.5"],
+                                       "train_seconds": ref["train_seconds"], "peak_rss_mb": ref["peak_rss_mb"]}
+    for recipe in spec["recipes"]:
+        bundle = out / "bundles" / recipe
+        if retrain or not (bundle / "manifest.json").exists():
+            print(f"[{key}] training {recipe}", flush=True)
+            run([*emoscope, "train", "--config", f"training/configs/{recipe}.toml", "--output", str(bundle),
+                 "--overwrite", "--quiet"], out / f"{recipe}-train.log")
+        print(f"[{key}] evaluating {recipe}", flush=True)
+        run([*emoscope, "evaluate", "--model", str(bundle), "--data", spec["dev"], "--output", str(out / f"{recipe}-dev.json")],
+            out / f"{recipe}-eval.log")
+        run([*emoscope, "evaluate", "--model", str(bundle), "--data", spec["dev"], "--threshold-05",
+             "--output", str(out / f"{recipe}-dev-0.5.json")], out / f"{recipe}-eval-0.5.log")
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        tuned = json.loads((out / f"{recipe}-dev.json").read_text())
+        half = json.loads((out / f"{recipe}-dev-0.5.json").read_text())
+        source = manifest["model"]["encoders"][0]["source"]
+        rows[f"{source} fine-tuned (`{recipe}`)"] = {
+            **tuned, "macro_f1_at_0.5": half["macro_f1"], "train_seconds": manifest["training"]["seconds"],
+            "peak_rss_mb": manifest["training"]["peak_rss_mb"], "best_epoch": manifest["training"]["best_epoch"],
+            "epochs_run": manifest["training"]["epochs_run"]}
+    return {"title": spec["title"], "train": spec["train"], "dev": spec["dev"], "rows": rows}
+
+
+def markdown(results: dict) -> str:
+    lines = []
+    for key, res in results.items():
+        rows = res["rows"]
+        labels = list(next(iter(rows.values()))["per_class"])
+        lines += [f"#### {res['title']} (train `{res['train']}`, scored on `{res['dev']}`)", "",
+                  "| model | macro-F1 | micro-F1 | Jaccard | Hamming | macro-F1 @0.5 | train time | peak RSS |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for name, r in rows.items():
+            lines.append(f"| {name} | **{r['macro_f1']:.3f}** | {r['micro_f1']:.3f} | {r['jaccard']:.3f} | "
+                         f"{r['hamming_loss']:.3f} | {r['macro_f1_at_0.5']:.3f} | {r['train_seconds']:.0f} s | "
+                         f"{r['peak_rss_mb']:.0f} MiB |")
+        lines += ["", "| per-class F1 | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+        for name, r in rows.items():
+            lines.append(f"| {name} | " + " | ".join(f"{r['per_class'][lab]['f1']:.3f}" for lab in labels) + " |")
+        support = next(iter(rows.values()))["per_class"]
+        lines += ["| dev support | " + " | ".join(str(support[lab]["support"]) for lab in labels) + " |", ""]
+    return "\n".join(lines)
+
+
+def write_doc(text: str) -> None:
+    start, end = "<!-- quality:start -->", "<!-- quality:end -->"
+    doc = DOC.read_text(encoding="utf-8")
+    if start not in doc or end not in doc:
+        raise SystemExit(f"{DOC} lacks the {start} / {end} markers")
+    head, rest = doc.split(start, 1)
+    _, tail = rest.split(end, 1)
+    DOC.write_text(f"{head}{start}\n{text}\n{end}{tail}", encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="comma-separated subset of: " + ",".join(DATASETS))
+    parser.add_argument("--retrain", action="store_true", help="retrain bundles that already exist in the results folder")
+    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/BENCHMARKS.md")
+    parser.add_argument("--tfidf-job", nargs=3, metavar=("TRAIN", "DEV", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.tfidf_job:
+        tfidf_job(args.tfidf_job[0], args.tfidf_job[1], Path(args.tfidf_job[2]))
+        return
+    keys = args.only.split(",") if args.only else list(DATASETS)
+    unknown = set(keys) - set(DATASETS)
+    if unknown:
+        raise SystemExit(f"unknown dataset(s) {sorted(unknown)}; choose from {list(DATASETS)}")
+    out = RESULTS / "quality"
+    out.mkdir(parents=True, exist_ok=True)
+    summary_path = RESULTS / "quality.json"
+    results = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    started = time.perf_counter()
+    for key in keys:
+        results[key] = bench_dataset(key, out, args.retrain)
+        summary_path.write_text(json.dumps(results, indent=1))
+    results = {k: results[k] for k in DATASETS if k in results}
+    summary_path.write_text(json.dumps(results, indent=1))
+    text = markdown(results)
+    print(text)
+    if not args.no_doc:
+        write_doc(text)
+    print(f"total {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

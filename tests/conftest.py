@@ -1,0 +1,110 @@
+"""Shared fixtures: a tiny BERT built inside the tests, tiny labelled data, a tiny bundle.
+
+The tiny encoder is a real ``BertModel`` (2 layers, hidden 32) with a real WordPiece fast
+tokenizer trained on the fixture texts, saved in ``save_pretrained`` layout: the product's
+code paths (local-directory source, AutoModel/AutoTokenizer, bundles) run unchanged on it,
+in seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+import pytest
+
+# Words that decide each label, in English and Arabic, so a tiny model can learn them.
+CUES = {
+    "anger": ["furious", "angry", "غاضب", "غضب"],
+    "fear": ["scared", "terrified", "خائف", "رعب"],
+    "joy": ["happy", "delighted", "سعيد", "فرح"],
+    "sadness": ["sad", "crying", "حزين", "بكاء"],
+}
+FILLER = ["the", "day", "was", "today", "we", "went", "home", "and", "it", "felt",
+          "اليوم", "كان", "في", "البيت", "ذهبنا", "الى", "و", "هو"]
+
+
+def make_rows(n: int, seed: int) -> list[dict[str, object]]:
+    rng = random.Random(seed)
+    labels = list(CUES)
+    rows = []
+    for i in range(n):
+        active = [lab for lab in labels if rng.random() < 0.3]
+        words = rng.sample(FILLER, 4) + [rng.choice(CUES[lab]) for lab in active]
+        rng.shuffle(words)
+        rows.append({"id": f"tiny_{seed}_{i:04d}", "text": " ".join(words),
+                     **{lab: int(lab in active) for lab in labels}})
+    return rows
+
+
+def write_brighter_csv(path: Path, rows: list[dict[str, object]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("tiny-data")
+    return {
+        "train": write_brighter_csv(folder / "train.csv", make_rows(160, seed=1)),
+        "dev": write_brighter_csv(folder / "dev.csv", make_rows(60, seed=2)),
+    }
+
+
+def build_tiny_encoder(folder: Path, texts: list[str]) -> Path:
+    """Train a WordPiece tokenizer on ``texts`` and save it with a random tiny BertModel."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=400, special_tokens=specials))
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=128)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, pad_token_id=0)
+    model = BertModel(config, add_pooling_layer=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory, tiny_data) -> Path:
+    texts = [r["text"] for r in make_rows(400, seed=3)] + ["<script> alert img onerror 😀 🙂 !"]
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder") / "bert", texts)
+
+
+def tiny_config(tiny_encoder: Path, tiny_data: dict[str, Path], **training):
+    from emoscope.config import DataConfig, EncoderConfig, RunConfig, TrainingConfig
+
+    options = {"lr": 3e-3, "head_lr": 1e-2, "batch_size": 16, "epochs": 20, "patience": 20, "warmup_ratio": 0.0,
+               "seed": 7, **training}
+    return RunConfig(
+        name="tiny",
+        data=DataConfig(train=str(tiny_data["train"]), validation=str(tiny_data["dev"])),
+        encoders=(EncoderConfig(source=str(tiny_encoder), pooling="mean", max_length=32, dropout=0.0),),
+        training=TrainingConfig(**options),
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, tiny_encoder, tiny_data) -> Path:
+    from emoscope.training import train
+
+    out = tmp_path_factory.mktemp("tiny-bundle") / "tiny"
+    return train(tiny_config(tiny_encoder, tiny_data), out, progress=False, log=lambda _: None)

@@ -1,0 +1,146 @@
+"""Bundles: round trip, and clear refusals for missing, truncated, tampered or foreign ones."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from emoscope.bundle import FORMAT_VERSION, find_bundles, read_manifest, save_bundle, update_thresholds
+from emoscope.errors import BundleError
+from emoscope.predict import Predictor
+
+
+@pytest.fixture
+def bundle_copy(tiny_bundle, tmp_path):
+    return shutil.copytree(tiny_bundle, tmp_path / "copy")
+
+
+def test_manifest_describes_the_model(tiny_bundle):
+    m = read_manifest(tiny_bundle)
+    assert m["format"] == "emoscope-bundle" and m["format_version"] == FORMAT_VERSION
+    assert m["model"]["encoders"][0]["source"].endswith("bert")
+    assert {"torch", "transformers"} <= set(m["library_versions"])
+    assert len(m["thresholds"]) == len(m["labels"])
+    assert m["data"]["train_fingerprint"]
+    assert "model/head.safetensors" in m["files"] and "model/encoder/model.safetensors" in m["files"]
+    # No pickle anywhere in a bundle.
+    assert not [p for p in tiny_bundle.rglob("*") if p.suffix in (".bin", ".pt", ".pkl", ".pickle")]
+
+
+def test_missing_bundle(tmp_path):
+    with pytest.raises(BundleError, match="not found"):
+        read_manifest(tmp_path / "nope")
+
+
+def test_directory_without_manifest(tmp_path):
+    (tmp_path / "x").mkdir()
+    with pytest.raises(BundleError, match="no manifest.json"):
+        read_manifest(tmp_path / "x")
+
+
+def test_missing_weight_file(bundle_copy):
+    (bundle_copy / "model" / "head.safetensors").unlink()
+    with pytest.raises(BundleError, match="head.safetensors' is missing"):
+        Predictor(bundle_copy)
+
+
+def test_truncated_weight_file(bundle_copy):
+    weights = bundle_copy / "model" / "encoder" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(BundleError, match="truncated"):
+        Predictor(bundle_copy)
+
+
+def test_corrupted_weight_file_same_size(bundle_copy):
+    weights = bundle_copy / "model" / "head.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="sha256"):
+        Predictor(bundle_copy)
+
+
+def test_corrupted_weights_unverified_still_fail_clearly(bundle_copy):
+    weights = bundle_copy / "model" / "head.safetensors"
+    weights.write_bytes(b"\x00" * weights.stat().st_size)
+    with pytest.raises(BundleError):
+        Predictor(bundle_copy, verify=False)
+
+
+def test_newer_format_is_refused(bundle_copy):
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    manifest["format_version"] = FORMAT_VERSION + 1
+    (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="newer EmoScope"):
+        read_manifest(bundle_copy)
+
+
+def test_foreign_manifest_is_refused(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "manifest.json").write_text('{"name": "something else"}')
+    with pytest.raises(BundleError, match="not an EmoScope bundle"):
+        read_manifest(tmp_path / "m")
+
+
+def test_garbage_manifest_is_refused(bundle_copy):
+    (bundle_copy / "manifest.json").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    with pytest.raises(BundleError, match="corrupted"):
+        read_manifest(bundle_copy)
+
+
+def test_label_count_mismatch_is_refused(bundle_copy):
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    manifest["labels"].append("trust")
+    manifest["thresholds"].append(0.5)
+    (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="labels"):
+        Predictor(bundle_copy)
+
+
+def test_file_entry_outside_bundle_is_refused(bundle_copy):
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    manifest["files"]["../../etc/passwd"] = {"size": 1, "sha256": "0"}
+    (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="outside the bundle"):
+        read_manifest(bundle_copy)
+
+
+def test_interrupted_save_leaves_nothing_that_looks_whole(tmp_path):
+    def crash(folder):
+        folder.mkdir()
+        (folder / "half.safetensors").write_bytes(b"123")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        save_bundle(tmp_path / "b", {"labels": ["a"], "thresholds": [0.5], "model": {}}, crash)
+    assert list(tmp_path.iterdir()) == []
+    assert find_bundles(tmp_path) == []
+
+
+def test_overwrite_replaces_only_when_complete(bundle_copy):
+    before = (bundle_copy / "manifest.json").read_text()
+
+    def crash(folder):
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        save_bundle(bundle_copy, {"labels": ["a"], "thresholds": [0.5], "model": {}}, crash, overwrite=True)
+    assert (bundle_copy / "manifest.json").read_text() == before
+    with pytest.raises(BundleError, match="already exists"):
+        save_bundle(bundle_copy, {"labels": ["a"], "thresholds": [0.5], "model": {}}, lambda f: f.mkdir())
+
+
+def test_update_thresholds_round_trip(bundle_copy):
+    n = len(read_manifest(bundle_copy)["labels"])
+    update_thresholds(bundle_copy, [0.3] * n)
+    np.testing.assert_allclose(Predictor(bundle_copy).thresholds, [0.3] * n)
+    with pytest.raises(BundleError, match="one threshold"):
+        update_thresholds(bundle_copy, [0.3] * (n + 1))
+
+
+def test_find_bundles_ignores_partial_runs(tiny_bundle, tmp_path):
+    shutil.copytree(tiny_bundle, tmp_path / "good")
+    (tmp_path / ".good.partial-123").mkdir()
+    (tmp_path / "not-a-bundle").mkdir()
+    assert find_bundles(tmp_path) == [tmp_path / "good"]

@@ -1,0 +1,135 @@
+"""Predictor: same answers as the training loop, batching, files, and bad input."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from emoscope.bundle import read_manifest, read_validation
+from emoscope.errors import InputError
+from emoscope.predict import Predictor
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_bundle):
+    return Predictor(tiny_bundle, device="cpu", batch_size=7)
+
+
+def test_reproduces_the_validation_probabilities_saved_at_training(predictor, tiny_bundle):
+    val = read_validation(tiny_bundle, read_manifest(tiny_bundle))
+    np.testing.assert_allclose(predictor.predict_proba(val.texts), val.probs, atol=1e-5)
+
+
+def test_batching_and_order_do_not_change_results(predictor):
+    texts = ["happy day", "we were terrified and crying today", "غاضب جدا اليوم", "the day was sad", "سعيد"]
+    one_by_one = np.vstack([predictor.predict_proba([t]) for t in texts])
+    np.testing.assert_allclose(predictor.predict_proba(texts), one_by_one, atol=1e-5)
+
+
+def test_cue_words_drive_labels(predictor):
+    [angry, happy] = predictor.predict(["we went home furious", "سعيد اليوم في البيت"])
+    assert "anger" in angry.labels and "joy" not in angry.labels
+    assert "joy" in happy.labels and happy.language == "ar"
+    assert set(angry.probabilities) == set(predictor.labels)
+
+
+def test_custom_thresholds(predictor):
+    [none] = predictor.predict(["happy"], thresholds=[1.0] * 4)
+    [all_] = predictor.predict(["happy"], thresholds=[0.0] * 4)
+    assert none.labels == [] and all_.labels == predictor.labels
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t "])
+def test_empty_text_is_refused(predictor, text):
+    with pytest.raises(InputError, match="empty"):
+        predictor.predict([text])
+
+
+def test_binary_garbage_is_refused(predictor):
+    with pytest.raises(InputError, match="binary"):
+        predictor.predict(["\x00\x01\x02PK\x03\x04"])
+
+
+def test_non_string_is_refused(predictor):
+    with pytest.raises(InputError, match="not a string"):
+        predictor.predict([b"bytes"])
+
+
+def test_huge_text_is_truncated_with_a_warning(predictor):
+    text = "happy day " * 10_000  # 100,000 characters
+    with pytest.warns(UserWarning, match="100,000 characters"):
+        [result] = predictor.predict([text])
+    assert result.truncated and "joy" in result.labels
+
+
+def _write_csv(path, rows, delimiter=","):
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter=delimiter)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_csv_file_round_trip_keeps_columns_and_adds_predictions(predictor, tmp_path):
+    rows = [{"id": str(i), "tweet": t, "extra": "x"} for i, t in enumerate(
+        ["happy day", "", "خائف جدا", "furious, really", "sad"] * 7)]
+    src = _write_csv(tmp_path / "in.csv", rows)
+    stats = predictor.predict_file(src, tmp_path / "out.csv", text_column="tweet", chunk_size=4)
+    assert stats == {"rows": 35, "predicted": 28, "empty": 7}
+    with (tmp_path / "out.csv").open(encoding="utf-8") as f:
+        out = list(csv.DictReader(f))
+    assert list(out[0])[:3] == ["id", "tweet", "extra"]
+    assert [r["id"] for r in out] == [r["id"] for r in rows]
+    for label in predictor.labels:
+        assert f"prob_{label}" in out[0] and label in out[0]
+    direct = predictor.predict_proba(["furious, really"])[0]
+    assert float(out[3]["prob_anger"]) == pytest.approx(direct[0], abs=1e-5)
+    assert out[1]["prob_anger"] == "" and out[1]["anger"] == ""
+
+
+def test_jsonl_in_tsv_out(predictor, tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(json.dumps({"text": t, "n": i}, ensure_ascii=False) for i, t in enumerate(["happy", "حزين"])),
+                   encoding="utf-8")
+    predictor.predict_file(src, tmp_path / "out.tsv")
+    lines = (tmp_path / "out.tsv").read_text(encoding="utf-8").splitlines()
+    assert lines[0].split("\t")[:2] == ["text", "n"] and len(lines) == 3
+
+
+def test_csv_without_text_column(predictor, tmp_path):
+    src = _write_csv(tmp_path / "in.csv", [{"id": "1", "tweet": "happy"}])
+    with pytest.raises(InputError, match=r"no column 'text' \(columns: id, tweet\).*--text-column"):
+        predictor.predict_file(src, tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_non_utf8_file(predictor, tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_bytes("text\nسعيد\n".encode("cp1256"))
+    with pytest.raises(InputError, match="line 2 is not valid UTF-8"):
+        predictor.predict_file(src, tmp_path / "out.csv")
+
+
+def test_binary_file(predictor, tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(InputError, match="binary"):
+        predictor.predict_file(src, tmp_path / "out.csv")
+
+
+def test_unsupported_extension(predictor, tmp_path):
+    src = tmp_path / "in.xlsx"
+    src.write_bytes(b"PK")
+    with pytest.raises(InputError, match="unsupported file type"):
+        predictor.predict_file(src, tmp_path / "out.csv")
+
+
+def test_streaming_memory_is_bounded_by_chunk(predictor, tmp_path, monkeypatch):
+    rows = [{"text": f"happy day {i}"} for i in range(100)]
+    src = _write_csv(tmp_path / "in.csv", rows)
+    seen = []
+    original = predictor._probs
+    monkeypatch.setattr(predictor, "_probs", lambda texts: seen.append(len(texts)) or original(texts))
+    predictor.predict_file(src, tmp_path / "out.csv", chunk_size=16)
+    assert max(seen) == 16 and sum(seen) == 100

@@ -1,0 +1,75 @@
+"""Training end to end on the tiny encoder: it learns, logs, stops, and writes a bundle."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from emoscope.bundle import read_manifest, read_validation
+from emoscope.errors import ConfigError, DataError
+from emoscope.training import length_bucketed_batches, rare_label_sample_weights, train
+
+
+def test_tiny_model_learns_the_cue_words(tiny_bundle):
+    manifest = read_manifest(tiny_bundle)
+    assert manifest["labels"] == ["anger", "fear", "joy", "sadness"]
+    # Each label is decided by one cue word: a model that learned anything beats 0.8.
+    assert manifest["metrics"]["validation"]["macro_f1"] > 0.8
+    log = [json.loads(line) for line in (tiny_bundle / "training_log.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in log] == list(range(1, len(log) + 1))
+    assert log[-1]["train_loss"] < log[0]["train_loss"]
+    assert set(log[0]["train_loss_per_class"]) == set(manifest["labels"])
+    assert 1 <= manifest["training"]["best_epoch"] <= len(log)
+
+
+def test_bundle_keeps_validation_predictions(tiny_bundle):
+    manifest = read_manifest(tiny_bundle)
+    val = read_validation(tiny_bundle, manifest)
+    assert val is not None and len(val.texts) == 60
+    assert val.probs.shape == val.labels.shape == (60, 4)
+    assert ((val.probs >= 0) & (val.probs <= 1)).all()
+
+
+def test_early_stopping_stops_after_patience(tmp_path, tiny_encoder, tiny_data):
+    # lr 0 never improves after epoch 1, so patience 1 must stop at epoch 2.
+    config = tiny_config(tiny_encoder, tiny_data, lr=1e-12, head_lr=1e-12, epochs=6, patience=1)
+    lines = []
+    path = train(config, tmp_path / "b", progress=False, log=lines.append)
+    manifest = read_manifest(path)
+    assert manifest["training"]["epochs_run"] == 2
+    assert any(line.startswith("[early stop]") for line in lines)
+
+
+def test_existing_output_is_refused_without_overwrite(tmp_path, tiny_encoder, tiny_data):
+    (tmp_path / "b").mkdir()
+    with pytest.raises(ConfigError, match="already exists"):
+        train(tiny_config(tiny_encoder, tiny_data), tmp_path / "b", progress=False, log=lambda _: None)
+
+
+def test_validation_without_positives_is_refused(tmp_path, tiny_encoder, tiny_data):
+    from conftest import make_rows, write_brighter_csv
+
+    rows = [{**r, "anger": 0, "fear": 0, "joy": 0, "sadness": 0} for r in make_rows(20, seed=9)]
+    dev = write_brighter_csv(tmp_path / "dev.csv", rows)
+    config = tiny_config(tiny_encoder, {"train": tiny_data["train"], "dev": dev})
+    with pytest.raises(DataError, match="no positive labels"):
+        train(config, tmp_path / "b", progress=False, log=lambda _: None)
+
+
+def test_length_buckets_cover_every_example_once_and_sort_within_pools():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 100, size=203)
+    batches = length_bucketed_batches(lengths, batch_size=16, rng=rng, pool=50)
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(203))
+    # One pool (all 203 < 16*50): every batch is a contiguous run of the sorted lengths.
+    spans = [lengths[b].max() - lengths[b].min() for b in batches]
+    assert np.mean(spans) < (lengths.max() - lengths.min()) / 4
+
+
+def test_rare_label_weights_favour_rare_positives():
+    labels = np.array([[1, 0], [1, 0], [1, 0], [1, 1], [0, 0]])
+    weights = rare_label_sample_weights(labels)
+    # label 0 freq 0.8, label 1 freq 0.2 -> inverse weights 1 and 4; empty row weighs 1.
+    np.testing.assert_allclose(weights, [1, 1, 1, 4, 1])
