@@ -104,6 +104,7 @@ def save_bundle(
         raise BundleError(f"{target} already exists; choose another --output or pass --overwrite")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would otherwise stay on the finished bundle
     try:
         write_model(tmp / "model")
         if validation is not None:

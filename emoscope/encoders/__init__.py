@@ -174,6 +174,7 @@ class _staging:
     def __enter__(self) -> Path:
         self.target.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", dir=self.target.parent))
+        self.tmp.chmod(0o755)  # mkdtemp's 0700 would become the cache folder's mode after the rename
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> None:

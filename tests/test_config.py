@@ -1,0 +1,58 @@
+"""Recipes: every shipped recipe validates, round-trips, and typos fail loudly."""
+
+from pathlib import Path
+
+import pytest
+
+from emoscope.config import RunConfig, load_config
+from emoscope.errors import ConfigError
+
+RECIPES = sorted((Path(__file__).parent.parent / "training" / "configs").glob("*.toml"))
+
+
+def test_there_are_recipes():
+    assert {"smoke.toml", "brighter-eng-minilm.toml", "semeval2018-ar-me5.toml"} <= {p.name for p in RECIPES}
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_shipped_recipe_validates_and_round_trips(path):
+    config = load_config(path)
+    assert config.name == path.stem
+    assert RunConfig.from_dict(config.to_dict()) == config
+
+
+BASE = {"name": "x", "data": {"train": "brighter:eng:train"}, "encoders": [{"source": "minilm-l6"}]}
+
+
+def with_(section, **values):
+    raw = {**BASE, section: {**BASE.get(section, {}), **values}} if section != "encoders" else \
+        {**BASE, "encoders": [{**BASE["encoders"][0], **values}]}
+    return raw
+
+
+@pytest.mark.parametrize("raw, message", [
+    (with_("training", lr=-1.0), "training.lr"),
+    (with_("training", learning_rate=1e-5), "unknown key(s) learning_rate"),
+    (with_("training", batch_size="16"), "training.batch_size: expected int"),
+    (with_("encoders", pooling="max"), "encoder.pooling"),
+    (with_("loss", name="hinge"), "loss.name"),
+    (with_("data", validation="holdout:0.9"), "holdout"),
+    (with_("text", remove_diacritcs=True), "remove_diacritcs"),
+    ({**BASE, "encoders": []}, "encoders"),
+    ({k: v for k, v in BASE.items() if k != "data"}, "[data]"),
+])
+def test_bad_recipes_name_the_problem(raw, message):
+    with pytest.raises(ConfigError) as err:
+        RunConfig.from_dict(raw)
+    assert message in str(err.value)
+
+
+def test_int_accepted_where_float_expected():
+    assert RunConfig.from_dict(with_("training", lr=1)).training.lr == 1.0
+
+
+def test_bad_toml_file(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text("name = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
