@@ -1,0 +1,329 @@
+"""Multi-label training losses: BCE, weighted BCE, focal, and the registry that builds them by name.
+
+Every loss is a small pure function of ``logits [B, L]``, ``targets [B, L]`` (0/1) and an optional
+``mask [B, L]`` (True = this label is annotated for this example). Masked cells contribute nothing
+and the mean runs over unmasked cells only, which lets one batch mix datasets with different label
+sets; a fully masked batch gives a loss of 0 that still backpropagates (zero gradients, not NaN).
+
+:func:`build_loss` wraps a loss in an ``nn.Module`` whose class statistics (weights, alphas) are
+buffers computed from the training labels, so ``.to(device)`` and ``state_dict`` carry them.
+All losses are computed from logits with log-sigmoid, so extreme logits never take ``log(0)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from emoscope.errors import ConfigError
+
+__all__ = [
+    "LOSSES",
+    "BCELoss",
+    "FocalLoss",
+    "MultiLabelLoss",
+    "WeightedBCELoss",
+    "bce_loss",
+    "build_loss",
+    "class_frequencies",
+    "focal_alpha_from_frequencies",
+    "focal_loss",
+    "inverse_frequency_weights",
+    "per_class_bce",
+    "register_loss",
+    "weighted_bce_loss",
+]
+
+
+# --- class statistics (numpy, computed once from the training labels) -------------------------
+
+
+def class_frequencies(Y: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Positive rate of each class over its annotated rows, ``[L]`` float64.
+
+    A class with no annotated rows gets 0.0 (nothing is known about it; the weighting functions
+    below treat it like a class that never occurs).
+    """
+    y = np.asarray(Y, dtype=np.float64)
+    if y.ndim != 2:
+        raise ValueError(f"Y must be a 2-D [n, L] label matrix, got shape {y.shape}")
+    m = np.ones(y.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    if m.shape != y.shape:
+        raise ValueError(f"mask must have shape {y.shape}, got {m.shape}")
+    annotated = m.sum(axis=0)
+    positives = np.where(m, y, 0.0).sum(axis=0)
+    return np.divide(positives, annotated, out=np.zeros(y.shape[1]), where=annotated > 0)
+
+
+def inverse_frequency_weights(
+    Y: np.ndarray, mask: np.ndarray | None = None, max_weight: float | None = None
+) -> np.ndarray:
+    """Per-class weights ``w_j = max_k(f_k) / f_j``: the most frequent class gets 1, rarer ones more.
+
+    ``f`` is :func:`class_frequencies`. A class with ``f_j = 0`` (no positives in training) gets
+    the largest weight among the other classes rather than infinity; its positive term never
+    appears in training anyway, and an infinite weight would poison the loss if one did. If no
+    class has positives, every weight is 1. ``max_weight`` (>= 1) caps the weights, which keeps
+    a class with a handful of positives from dominating the gradient.
+    """
+    if max_weight is not None and not max_weight >= 1.0:
+        raise ConfigError(f"max_weight must be at least 1 (the most frequent class has weight 1), got {max_weight}")
+    f = class_frequencies(Y, mask)
+    present = f > 0
+    if not present.any():
+        return np.ones_like(f)
+    weights = np.ones_like(f)
+    weights[present] = f.max() / f[present]
+    weights[~present] = weights[present].max()
+    if max_weight is not None:
+        weights = np.minimum(weights, max_weight)
+    return weights
+
+
+def focal_alpha_from_frequencies(f: np.ndarray, low: float = 0.25, high: float = 0.95) -> np.ndarray:
+    """Class-wise focal alpha ``alpha_j = clip(1 - f_j, low, high)`` from positive rates ``f``.
+
+    With ``alpha_j = 1 - f_j`` the expected alpha mass on positives (``f_j * alpha_j``) equals that on
+    negatives (``(1 - f_j)(1 - alpha_j)``), so a rare class's positives are not drowned out. The clip
+    keeps both terms alive: ``high`` stops a near-absent class from ignoring its negatives, ``low``
+    stops a very common class from ignoring its positives (0.25 is the focal-loss paper's value).
+    """
+    if not 0.0 <= low <= high <= 1.0:
+        raise ConfigError(f"focal alpha bounds need 0 <= low <= high <= 1, got low={low}, high={high}")
+    return np.clip(1.0 - np.asarray(f, dtype=np.float64), low, high)
+
+
+# --- loss functions (torch, pure) -------------------------------------------------------------
+
+
+def bce_loss(logits: Tensor, targets: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Binary cross-entropy from logits, mean over unmasked cells."""
+    targets = _check(logits, targets, mask)
+    return _masked_mean(_bce_terms(logits, targets), mask)
+
+
+def weighted_bce_loss(
+    logits: Tensor, targets: Tensor, weights: Tensor | np.ndarray, mask: Tensor | None = None
+) -> Tensor:
+    """BCE whose positive term for class j is multiplied by ``weights[j]`` (torch's ``pos_weight``).
+
+    ``-[w_j * y * log sigmoid(x) + (1 - y) * log(1 - sigmoid(x))]``, mean over unmasked cells.
+    The weight sits on the positive term only because inverse-frequency weighting exists to make
+    rare positives count: a rare class's negatives are already plentiful, and scaling them too
+    would cancel the effect. Matches ``binary_cross_entropy_with_logits(pos_weight=weights)``.
+    """
+    targets = _check(logits, targets, mask)
+    w = _per_class(weights, logits, "weights")
+    return _masked_mean(_bce_terms(logits, targets, w), mask)
+
+
+def focal_loss(
+    logits: Tensor,
+    targets: Tensor,
+    alpha: Tensor | np.ndarray | float,
+    gamma: float = 2.0,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """Focal loss with class-wise alpha, mean over unmasked cells.
+
+    ``-alpha_t * (1 - p_t)^gamma * log p_t`` where ``p_t`` is the probability given to the true
+    value, ``alpha_t = alpha_j`` for a positive and ``1 - alpha_j`` for a negative. ``gamma``
+    down-weights examples the model already gets right. Both ``log p_t`` and ``(1 - p_t)^gamma``
+    come from log-sigmoid of the logits, so the loss and its gradient stay finite at any logit,
+    for any ``gamma >= 0``. Targets are meant to be 0/1 (soft targets interpolate the two terms).
+    With ``gamma=0`` and ``alpha=0.5`` it is half the BCE.
+    """
+    targets = _check(logits, targets, mask)
+    if not gamma >= 0:
+        raise ConfigError(f"focal gamma must be >= 0, got {gamma}")
+    a = _per_class(alpha, logits, "alpha")
+    log_p = F.logsigmoid(logits)
+    log_not_p = F.logsigmoid(-logits)
+    log_pt = targets * log_p + (1 - targets) * log_not_p
+    log_one_minus_pt = targets * log_not_p + (1 - targets) * log_p
+    alpha_t = targets * a + (1 - targets) * (1 - a)
+    terms = -alpha_t * torch.exp(gamma * log_one_minus_pt) * log_pt
+    return _masked_mean(terms, mask)
+
+
+def per_class_bce(logits: Tensor, targets: Tensor, mask: Tensor | None = None) -> Tensor:
+    """BCE per class ``[L]``, each the mean over that class's unmasked rows (0 for a class with none); for logging."""
+    targets = _check(logits, targets, mask)
+    terms = _bce_terms(logits, targets)
+    if mask is None:
+        return terms.mean(dim=0)
+    m = mask.to(terms.dtype)
+    return torch.where(mask, terms, 0.0).sum(dim=0) / m.sum(dim=0).clamp_min(1.0)
+
+
+def _bce_terms(logits: Tensor, targets: Tensor, pos_weight: Tensor | None = None) -> Tensor:
+    positive = -targets * F.logsigmoid(logits)
+    if pos_weight is not None:
+        positive = positive * pos_weight
+    return positive - (1 - targets) * F.logsigmoid(-logits)
+
+
+def _masked_mean(terms: Tensor, mask: Tensor | None) -> Tensor:
+    if mask is None:
+        return terms.mean()
+    # where() rather than multiplying by the mask: a masked cell holding inf must not turn into NaN.
+    kept = torch.where(mask, terms, 0.0)
+    return kept.sum() / mask.sum().clamp_min(1).to(terms.dtype)
+
+
+def _check(logits: Tensor, targets: Tensor, mask: Tensor | None) -> Tensor:
+    if logits.ndim != 2 or targets.shape != logits.shape:
+        raise ValueError(
+            f"logits and targets must both be [B, L], got {tuple(logits.shape)} and {tuple(targets.shape)}"
+        )
+    if mask is not None and (mask.shape != logits.shape or mask.dtype != torch.bool):
+        raise ValueError(f"mask must be a bool tensor of shape {tuple(logits.shape)}")
+    return targets.to(logits.dtype)
+
+
+def _per_class(values: Tensor | np.ndarray | float, logits: Tensor, name: str) -> Tensor:
+    t = torch.as_tensor(values, dtype=logits.dtype, device=logits.device)
+    if t.ndim == 0:
+        return t
+    if t.shape != (logits.shape[1],):
+        raise ValueError(f"{name} must have one value per label ({logits.shape[1]}), got shape {tuple(t.shape)}")
+    return t
+
+
+# --- modules and registry ---------------------------------------------------------------------
+
+
+class MultiLabelLoss(nn.Module):
+    """Base of the losses :func:`build_loss` makes: ``forward(logits, targets, mask=None, features=None)``.
+
+    ``features`` is the pooled representation ``[B, D]`` the model computed the logits from. The
+    losses here do not use it; losses that shape the representation (a contrastive term) do, so
+    the training loop always passes it and never needs to know which loss it holds.
+    """
+
+    def forward(
+        self, logits: Tensor, targets: Tensor, mask: Tensor | None = None, features: Tensor | None = None
+    ) -> Tensor:
+        raise NotImplementedError
+
+
+#: name -> factory ``(train_labels, train_mask, **params) -> MultiLabelLoss``; see :func:`register_loss`.
+LOSSES: dict[str, Callable[..., MultiLabelLoss]] = {}
+
+
+def register_loss(name: str) -> Callable[[Callable[..., MultiLabelLoss]], Callable[..., MultiLabelLoss]]:
+    """Decorator that makes a loss factory available to :func:`build_loss` under ``name``.
+
+    The factory takes ``(train_labels, train_mask, **params)``; its keyword parameters are the
+    options a training recipe may set for that loss.
+    """
+
+    def add(factory: Callable[..., MultiLabelLoss]) -> Callable[..., MultiLabelLoss]:
+        if name in LOSSES:
+            raise ValueError(f"a loss named {name!r} is already registered")
+        LOSSES[name] = factory
+        return factory
+
+    return add
+
+
+def build_loss(
+    name: str, train_labels: np.ndarray, train_mask: np.ndarray | None = None, **params: object
+) -> MultiLabelLoss:
+    """Build the loss ``name`` (``"bce"``, ``"weighted_bce"``, ``"focal"``) from the training labels.
+
+    Class statistics come from ``train_labels [n, L]`` over the cells where ``train_mask`` is True.
+    Unknown names or options raise :class:`ConfigError` listing the valid ones.
+    """
+    if name not in LOSSES:
+        raise ConfigError(f"unknown loss {name!r}; valid losses: {', '.join(sorted(LOSSES))}")
+    factory = LOSSES[name]
+    options = [p for p in inspect.signature(factory).parameters if p not in ("train_labels", "train_mask")]
+    unknown = sorted(set(params) - set(options))
+    if unknown:
+        raise ConfigError(
+            f"loss {name!r} has no option(s) {unknown}; its options: {', '.join(options) or 'none'}"
+        )
+    return factory(np.asarray(train_labels), train_mask, **params)
+
+
+class BCELoss(MultiLabelLoss):
+    """Plain binary cross-entropy (see :func:`bce_loss`)."""
+
+    def forward(
+        self, logits: Tensor, targets: Tensor, mask: Tensor | None = None, features: Tensor | None = None
+    ) -> Tensor:
+        return bce_loss(logits, targets, mask)
+
+
+class WeightedBCELoss(MultiLabelLoss):
+    """BCE with per-class positive weights held as a buffer (see :func:`weighted_bce_loss`)."""
+
+    pos_weight: Tensor
+
+    def __init__(self, pos_weight: np.ndarray | Tensor):
+        super().__init__()
+        self.register_buffer("pos_weight", torch.as_tensor(pos_weight, dtype=torch.float32))
+
+    def forward(
+        self, logits: Tensor, targets: Tensor, mask: Tensor | None = None, features: Tensor | None = None
+    ) -> Tensor:
+        return weighted_bce_loss(logits, targets, self.pos_weight, mask)
+
+
+class FocalLoss(MultiLabelLoss):
+    """Focal loss with per-class alpha held as a buffer (see :func:`focal_loss`)."""
+
+    alpha: Tensor
+
+    def __init__(self, alpha: np.ndarray | Tensor, gamma: float = 2.0):
+        super().__init__()
+        if not gamma >= 0:
+            raise ConfigError(f"focal gamma must be >= 0, got {gamma}")
+        self.register_buffer("alpha", torch.as_tensor(alpha, dtype=torch.float32))
+        self.gamma = float(gamma)
+
+    def forward(
+        self, logits: Tensor, targets: Tensor, mask: Tensor | None = None, features: Tensor | None = None
+    ) -> Tensor:
+        return focal_loss(logits, targets, self.alpha, self.gamma, mask)
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}"
+
+
+@register_loss("bce")
+def _make_bce(train_labels: np.ndarray, train_mask: np.ndarray | None) -> MultiLabelLoss:
+    return BCELoss()
+
+
+@register_loss("weighted_bce")
+def _make_weighted_bce(
+    train_labels: np.ndarray, train_mask: np.ndarray | None, max_weight: float | None = None
+) -> MultiLabelLoss:
+    return WeightedBCELoss(inverse_frequency_weights(train_labels, train_mask, max_weight=max_weight))
+
+
+@register_loss("focal")
+def _make_focal(
+    train_labels: np.ndarray,
+    train_mask: np.ndarray | None,
+    gamma: float = 2.0,
+    alpha: float | list[float] | None = None,
+) -> MultiLabelLoss:
+    """``alpha=None`` derives class-wise alphas from the training frequencies; a number or list overrides."""
+    n_labels = np.asarray(train_labels).shape[1]
+    if alpha is None:
+        a = focal_alpha_from_frequencies(class_frequencies(train_labels, train_mask))
+    else:
+        a = np.asarray(alpha, dtype=np.float64)
+        if a.ndim == 0:
+            a = np.full(n_labels, float(a))
+        if a.shape != (n_labels,) or np.isnan(a).any() or (a < 0).any() or (a > 1).any():
+            raise ConfigError(f"focal alpha must be one number or {n_labels} numbers in [0, 1], got {alpha}")
+    return FocalLoss(a, gamma=gamma)
