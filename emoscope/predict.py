@@ -211,7 +211,11 @@ def _delimited_rows(path: Path, delimiter: str) -> Iterator[dict[str, Any]]:
     with path.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f, delimiter=delimiter)
         try:
-            yield from reader
+            for row in reader:
+                if None in row:
+                    raise InputError(f"{path}: line {reader.line_num} has more fields than the header "
+                                     f"({len(reader.fieldnames or [])}); check the delimiter and quoting")
+                yield row
         except UnicodeDecodeError as exc:
             raise InputError(f"{path}: near line {reader.line_num + 1}, bytes are not valid UTF-8 ({exc.reason}); "
                              "save the file as UTF-8") from None

@@ -133,3 +133,11 @@ def test_streaming_memory_is_bounded_by_chunk(predictor, tmp_path, monkeypatch):
     monkeypatch.setattr(predictor, "_probs", lambda texts: seen.append(len(texts)) or original(texts))
     predictor.predict_file(src, tmp_path / "out.csv", chunk_size=16)
     assert max(seen) == 16 and sum(seen) == 100
+
+
+def test_ragged_row_is_named(predictor, tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("id,text\n1,happy\n2,sad,extra,fields\n", encoding="utf-8")
+    with pytest.raises(InputError, match="line 3 has more fields than the header"):
+        predictor.predict_file(src, tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
