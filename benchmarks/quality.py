@@ -11,6 +11,7 @@ docs/BENCHMARKS.md.
 
     .venv/bin/python benchmarks/quality.py                  # everything (~1 h on 2 CPU cores)
     .venv/bin/python benchmarks/quality.py --only eng       # one dev set
+    .venv/bin/python benchmarks/quality.py --jobs 2         # two jobs at once, one torch thread each
 """
 
 from __future__ import annotations
@@ -57,44 +58,65 @@ def tfidf_job(train_spec: str, dev_spec: str, output: Path) -> None:
                                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def run(cmd: list[str], log: Path) -> None:
+def run(cmd: list[str], log: Path, threads: int | None) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     with log.open("w") as f:
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}; see {log}")
 
 
-def bench_dataset(key: str, out: Path, retrain: bool) -> dict:
+def reference_chain(key: str, out: Path, threads: int | None) -> tuple[str, dict]:
     spec = DATASETS[key]
-    python = sys.executable
-    emoscope = [python, "-m", "emoscope.cli"]
-    rows = {}
     job = out / f"{key}-tfidf.json"
     print(f"[{key}] TF-IDF reference", flush=True)
-    run([python, __file__, "--tfidf-job", spec["train"], spec["dev"], str(job)], out / f"{key}-tfidf.log")
+    run([sys.executable, __file__, "--tfidf-job", spec["train"], spec["dev"], str(job)], out / f"{key}-tfidf.log", threads)
     ref = json.loads(job.read_text())
-    rows["TF-IDF + LR (reference)"] = {**ref["metrics"], "macro_f1_at_0.5": ref["macro_f1_at_0.5"],
+    return "TF-IDF + LR (reference)", {**ref["metrics"], "macro_f1_at_0.5": ref["macro_f1_at_0.5"],
                                        "train_seconds": ref["train_seconds"], "peak_rss_mb": ref["peak_rss_mb"]}
-    for recipe in spec["recipes"]:
-        bundle = out / "bundles" / recipe
-        if retrain or not (bundle / "manifest.json").exists():
-            print(f"[{key}] training {recipe}", flush=True)
-            run([*emoscope, "train", "--config", f"training/configs/{recipe}.toml", "--output", str(bundle),
-                 "--overwrite", "--quiet"], out / f"{recipe}-train.log")
-        print(f"[{key}] evaluating {recipe}", flush=True)
-        run([*emoscope, "evaluate", "--model", str(bundle), "--data", spec["dev"], "--output", str(out / f"{recipe}-dev.json")],
-            out / f"{recipe}-eval.log")
-        run([*emoscope, "evaluate", "--model", str(bundle), "--data", spec["dev"], "--threshold-05",
-             "--output", str(out / f"{recipe}-dev-0.5.json")], out / f"{recipe}-eval-0.5.log")
-        manifest = json.loads((bundle / "manifest.json").read_text())
-        tuned = json.loads((out / f"{recipe}-dev.json").read_text())
-        half = json.loads((out / f"{recipe}-dev-0.5.json").read_text())
-        source = manifest["model"]["encoders"][0]["source"]
-        rows[f"{source} fine-tuned (`{recipe}`)"] = {
-            **tuned, "macro_f1_at_0.5": half["macro_f1"], "train_seconds": manifest["training"]["seconds"],
-            "peak_rss_mb": manifest["training"]["peak_rss_mb"], "best_epoch": manifest["training"]["best_epoch"],
-            "epochs_run": manifest["training"]["epochs_run"]}
-    return {"title": spec["title"], "train": spec["train"], "dev": spec["dev"], "rows": rows}
+
+
+def recipe_chain(key: str, recipe: str, out: Path, retrain: bool, threads: int | None) -> tuple[str, dict]:
+    """Train one recipe (unless its bundle exists), then score it on dev with `emoscope evaluate`."""
+    dev = DATASETS[key]["dev"]
+    emoscope = [sys.executable, "-m", "emoscope.cli"]
+    bundle = out / "bundles" / recipe
+    if retrain or not (bundle / "manifest.json").exists():
+        print(f"[{key}] training {recipe}", flush=True)
+        run([*emoscope, "train", "--config", f"training/configs/{recipe}.toml", "--output", str(bundle),
+             "--overwrite", "--quiet"], out / f"{recipe}-train.log", threads)
+    print(f"[{key}] evaluating {recipe}", flush=True)
+    run([*emoscope, "evaluate", "--model", str(bundle), "--data", dev, "--output", str(out / f"{recipe}-dev.json")],
+        out / f"{recipe}-eval.log", threads)
+    run([*emoscope, "evaluate", "--model", str(bundle), "--data", dev, "--threshold-05",
+         "--output", str(out / f"{recipe}-dev-0.5.json")], out / f"{recipe}-eval-0.5.log", threads)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    tuned = json.loads((out / f"{recipe}-dev.json").read_text())
+    half = json.loads((out / f"{recipe}-dev-0.5.json").read_text())
+    source = manifest["model"]["encoders"][0]["source"]
+    return f"{source} fine-tuned (`{recipe}`)", {
+        **tuned, "macro_f1_at_0.5": half["macro_f1"], "train_seconds": manifest["training"]["seconds"],
+        "peak_rss_mb": manifest["training"]["peak_rss_mb"], "best_epoch": manifest["training"]["best_epoch"],
+        "epochs_run": manifest["training"]["epochs_run"], "torch_threads": manifest["training"]["torch_threads"]}
+
+
+def bench(keys: list[str], out: Path, retrain: bool, jobs: int) -> dict:
+    """Run every chain (reference and recipes of every dev set), ``jobs`` at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 2) // jobs) if jobs > 1 else None
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {key: [pool.submit(reference_chain, key, out, threads)]
+                   + [pool.submit(recipe_chain, key, r, out, retrain, threads) for r in DATASETS[key]["recipes"]]
+                   for key in keys}
+        results = {}
+        for key, parts in futures.items():
+            spec = DATASETS[key]
+            results[key] = {"title": spec["title"], "train": spec["train"], "dev": spec["dev"],
+                            "rows": dict(f.result() for f in parts)}
+    return results
 
 
 def markdown(results: dict) -> str:
@@ -131,6 +153,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated subset of: " + ",".join(DATASETS))
     parser.add_argument("--retrain", action="store_true", help="retrain bundles that already exist in the results folder")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="run this many jobs at once, each with cpu_count/jobs torch threads")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/BENCHMARKS.md")
     parser.add_argument("--tfidf-job", nargs=3, metavar=("TRAIN", "DEV", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -146,9 +170,7 @@ def main() -> None:
     summary_path = RESULTS / "quality.json"
     results = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     started = time.perf_counter()
-    for key in keys:
-        results[key] = bench_dataset(key, out, args.retrain)
-        summary_path.write_text(json.dumps(results, indent=1))
+    results.update(bench(keys, out, args.retrain, args.jobs))
     results = {k: results[k] for k in DATASETS if k in results}
     summary_path.write_text(json.dumps(results, indent=1))
     text = markdown(results)

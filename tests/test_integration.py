@@ -107,3 +107,13 @@ def test_emoscope_models_lists_ready_sources():
     assert proc.returncode == 0
     lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line and not line.startswith(" ")}
     assert "ready" in lines["minilm-l6"] and "ready" in lines["me5-small"]
+
+
+def test_mpnet_base_loads_when_installed():
+    from emoscope.encoders import SOURCES, load_encoder
+
+    if SOURCES["mpnet-base"].installed_path() is None:
+        pytest.skip("mpnet-base is installed on demand: emoscope models install mpnet-base")
+    tokenizer, model = load_encoder("mpnet-base")
+    assert model.config.model_type == "mpnet" and model.config.hidden_size == 768
+    assert tokenizer(["hello", "world"], is_split_into_words=True).word_ids() == [None, 0, 1, None]

@@ -298,6 +298,7 @@ def load_encoder(source: str, *, attn_implementation: str | None = None):
     ``attn_implementation="eager"`` is for callers that need attention weights; everything
     else takes the library's default (SDPA), which is faster.
     """
+    from safetensors import SafetensorError
     from transformers import AutoConfig, AutoModel
 
     where = resolve_source(source)
@@ -312,7 +313,7 @@ def load_encoder(source: str, *, attn_implementation: str | None = None):
             # The classifier pools token vectors itself; an untrained pooler is dead weight.
             kwargs["add_pooling_layer"] = False
         model = AutoModel.from_pretrained(where, config=config, **kwargs)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise EncoderError(f"cannot load the encoder '{source}' from {where}: {_first_line(exc)}") from exc
     return tokenizer, model
 
