@@ -31,6 +31,19 @@ def test_bundle_keeps_validation_predictions(tiny_bundle):
     assert ((val.probs >= 0) & (val.probs <= 1)).all()
 
 
+@pytest.mark.parametrize("loss, sampling", [("weighted_bce", True), ("focal", False)])
+def test_other_losses_and_weighted_sampling_learn(tmp_path, tiny_encoder, tiny_data, loss, sampling):
+    from dataclasses import replace
+
+    from emoscope.config import LossConfig
+
+    config = tiny_config(tiny_encoder, tiny_data, epochs=12, patience=12, weighted_sampling=sampling)
+    config = replace(config, loss=LossConfig(name=loss))
+    manifest = read_manifest(train(config, tmp_path / "b", progress=False, log=lambda _: None))
+    assert manifest["config"]["loss"]["name"] == loss
+    assert manifest["metrics"]["validation"]["macro_f1"] > 0.7
+
+
 def test_early_stopping_stops_after_patience(tmp_path, tiny_encoder, tiny_data):
     # lr 0 never improves after epoch 1, so patience 1 must stop at epoch 2.
     config = tiny_config(tiny_encoder, tiny_data, lr=1e-12, head_lr=1e-12, epochs=6, patience=1)
