@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from emoscope import bundle as bundle_io
 from emoscope.config import RunConfig
-from emoscope.data import Dataset, align_labels, iterative_stratified_split, load_dataset
+from emoscope.data import Dataset, align_labels, iterative_stratified_split, load_dataset, split_dataset
 from emoscope.encoders import SOURCES, load_encoder, text_prefix
 from emoscope.errors import ConfigError, DataError
 from emoscope.losses import build_loss, per_class_bce
@@ -69,10 +69,7 @@ def load_training_data(config: RunConfig) -> TrainingData:
     seed = config.training.seed
     train = load_dataset(d.train, data_root=d.data_root)
     if d.holdout_fraction is not None:
-        fit_idx, val_idx = iterative_stratified_split(train.labels, test_size=d.holdout_fraction, seed=seed)
-        validation = train.subset(sorted(val_idx))
-        validation.name = f"{train.name} (held out {d.holdout_fraction:.0%})"
-        train = train.subset(sorted(fit_idx))
+        train, validation = split_dataset(train, test_size=d.holdout_fraction, seed=seed)
     else:
         validation = align_labels(load_dataset(d.validation, data_root=d.data_root), train.label_names)
     evaluation = align_labels(load_dataset(d.eval, data_root=d.data_root), train.label_names) if d.eval else None
