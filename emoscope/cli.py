@@ -29,13 +29,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reader_options(args: argparse.Namespace) -> dict[str, str]:
+    """Reader options the user set (known formats refuse options they do not take)."""
+    return {"text_column": args.text_column} if args.text_column else {}
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from emoscope.data import align_labels, load_dataset
     from emoscope.metrics import compute_metrics, format_report
     from emoscope.predict import Predictor
 
     predictor = Predictor(args.model)
-    data = align_labels(load_dataset(args.data, data_root=args.data_root), predictor.labels)
+    data = align_labels(load_dataset(args.data, data_root=args.data_root, **_reader_options(args)), predictor.labels)
     probs = predictor.predict_proba(data.texts)
     thresholds = 0.5 if args.threshold_05 else predictor.thresholds
     metrics = compute_metrics(data.labels, probs, thresholds, label_names=predictor.labels)
@@ -78,7 +83,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_data(args: argparse.Namespace) -> int:
     from emoscope.data import load_dataset
 
-    ds = load_dataset(args.spec, data_root=args.data_root)
+    ds = load_dataset(args.spec, data_root=args.data_root, **_reader_options(args))
     freq = ds.labels.mean(0)
     print(f"{ds.name}: {len(ds)} texts, language {ds.language}, {len(ds.label_names)} labels")
     print(f"  no-emotion texts: {int((ds.labels.sum(1) == 0).sum())}; mean labels per text {ds.labels.sum(1).mean():.2f}")
@@ -126,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="bundle directory")
     p.add_argument("--data", required=True, help="dataset spec (brighter:eng:dev, semeval2018:ar:dev, ...) or a file")
     p.add_argument("--data-root", help="folder holding the datasets (default: EMOSCOPE_DATA_ROOT or ../shared/datasets)")
+    p.add_argument("--text-column", help="text column of a generic CSV/TSV file (default: text)")
     p.add_argument("--output", help="also write the metrics as JSON here")
     p.add_argument("--threshold-05", action="store_true", help="use 0.5 for every label instead of the bundle's thresholds")
     p.set_defaults(func=_cmd_evaluate)
@@ -144,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="summarise a dataset spec or file")
     p.add_argument("spec", help="dataset spec or file")
     p.add_argument("--data-root", help="folder holding the datasets")
+    p.add_argument("--text-column", help="text column of a generic CSV/TSV file (default: text)")
     p.set_defaults(func=_cmd_data)
 
     p = sub.add_parser("models", help="list, install or prepare offline encoder sources")

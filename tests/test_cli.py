@@ -77,3 +77,16 @@ def test_models_list(capsys):
     assert code == 0
     for name in ("minilm-l6", "mpnet-base", "me5-small"):
         assert name in out
+
+
+def test_evaluate_generic_file_with_another_text_column(capsys, tiny_bundle, tmp_path):
+    rows = [{"tweet": r["text"], **{k: v for k, v in r.items() if k not in ("id", "text")}} for r in make_rows(12, seed=4)]
+    src = write_brighter_csv(tmp_path / "mine.csv", rows)
+    code, out, err = run_cli(capsys, "evaluate", "--model", str(tiny_bundle), "--data", str(src), "--text-column", "tweet")
+    assert code == 0, err
+    assert "12 texts" in out
+
+
+def test_data_summary(capsys, tiny_data):
+    code, out, _ = run_cli(capsys, "data", str(tiny_data["train"]))
+    assert code == 0 and "160 texts" in out and "anger" in out
