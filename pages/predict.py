@@ -4,7 +4,6 @@ import streamlit as st
 
 from emoscope.appstate import load_predictor
 from emoscope.errors import EmoScopeError
-from emoscope.text import detect_language
 from emoscope.ui import models_dir, probability_figure, text_html
 
 st.header("Predict emotions")
@@ -39,7 +38,7 @@ except EmoScopeError as exc:
 if result.truncated:
     st.warning("The text is very long: only its beginning was used.")
 st.markdown(text_html(text), unsafe_allow_html=True)
-language = {"ar": "Arabic", "en": "English", "mixed": "mixed Arabic/English"}.get(detect_language(text), "unknown")
+language = {"ar": "Arabic", "en": "English", "mixed": "mixed Arabic/English"}.get(result.language, "unknown")
 col1, col2 = st.columns([2, 1])
 with col1:
     st.plotly_chart(probability_figure(predictor.labels, [result.probabilities[l] for l in predictor.labels],
