@@ -96,8 +96,10 @@ class EncoderClassifier(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         pooled = self.features(input_ids, attention_mask)
-        # The head runs in fp32 even under autocast: logits feed sigmoid thresholds.
-        return self.head(self.dropout(pooled).float())
+        # The head runs in fp32 even under autocast (which would cast a Linear to bf16):
+        # logits feed sigmoid thresholds tuned to two decimals.
+        with torch.autocast(pooled.device.type, enabled=False):
+            return self.head(self.dropout(pooled).float())
 
     def freeze_word_embeddings(self) -> int:
         """Stop training the word-embedding matrix; returns how many parameters that freezes.

@@ -1,0 +1,71 @@
+"""EncoderClassifier and TextEncoder on a hand-sized BERT: pooling, precision, text handling."""
+
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertModel
+
+from emoscope.models import EncoderClassifier, TextEncoder
+from emoscope.text import NormalizerConfig
+
+
+def small_bert() -> BertModel:
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=16, max_position_embeddings=32)
+    return BertModel(config, add_pooling_layer=False).eval()
+
+
+def test_mean_pooling_ignores_padding():
+    model = EncoderClassifier(small_bert(), n_labels=3, pooling="mean").eval()
+    ids = torch.tensor([[1, 5, 6, 2, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0]])
+    hidden = model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    expected = hidden[0, :4].mean(0)
+    torch.testing.assert_close(model.features(ids, mask)[0], expected)
+
+
+def test_cls_pooling_takes_the_first_token():
+    model = EncoderClassifier(small_bert(), n_labels=3, pooling="cls").eval()
+    ids, mask = torch.tensor([[1, 5, 6, 2]]), torch.ones(1, 4, dtype=torch.long)
+    hidden = model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(model.features(ids, mask)[0], hidden[0, 0])
+
+
+def test_head_stays_fp32_under_bf16_autocast():
+    model = EncoderClassifier(small_bert(), n_labels=3).eval()
+    ids, mask = torch.tensor([[1, 5, 6, 2]]), torch.ones(1, 4, dtype=torch.long)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(ids, mask)
+    assert logits.dtype == torch.float32
+
+
+def test_freezing_word_embeddings_freezes_only_them():
+    model = EncoderClassifier(small_bert(), n_labels=3)
+    frozen = model.freeze_word_embeddings()
+    assert frozen == 50 * 16
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert "encoder.embeddings.word_embeddings.weight" not in trainable
+    assert "encoder.embeddings.position_embeddings.weight" in trainable and "head.weight" in trainable
+
+
+def test_unknown_pooling_is_refused():
+    with pytest.raises(ValueError, match="pooling"):
+        EncoderClassifier(small_bert(), n_labels=3, pooling="max")
+
+
+def test_text_encoder_words_prefix_and_normalisation(tiny_encoder):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder)
+    enc = TextEncoder(tokenizer, NormalizerConfig(), max_length=16, prefix="query:")
+    # Diacritics and tatweel go, the prefix word comes first, punctuation is its own word.
+    assert enc.words("سَعِيـــد جدا!") == ["query:", "سعيد", "جدا", "!"]
+    # A text of nothing but tatweel still gives one (unknown) word to classify.
+    assert enc.words("ـــ") == ["query:", tokenizer.unk_token]
+
+
+def test_text_encoder_truncates_and_pads(tiny_encoder):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder)
+    enc = TextEncoder(tokenizer, NormalizerConfig(), max_length=8)
+    batch = enc(["happy " * 50, "sad"])
+    assert batch["input_ids"].shape == (2, 8)
+    assert batch["attention_mask"][1].tolist() == [1, 1, 1, 0, 0, 0, 0, 0]
+    assert batch["input_ids"][1, 3:].eq(tokenizer.pad_token_id).all()
