@@ -23,6 +23,9 @@ except (EmoScopeError, OSError) as exc:
     st.stop()
 
 st.caption(f"Model: **{predictor.name}** · labels: {', '.join(predictor.labels)}")
+if "predict_text" not in st.session_state:
+    # ?text=… in the URL prefills the box, so a prediction can be shared as a link.
+    st.session_state["predict_text"] = st.query_params.get("text", "")
 text = st.text_area("Text (Arabic or English)", key="predict_text", height=120,
                     placeholder="اكتب جملة هنا… or type an English sentence")
 if not text.strip():

@@ -41,6 +41,15 @@ def test_predict_shows_probabilities_and_labels(models_dir):
     assert any("Arabic" in c.value for c in at.caption)
 
 
+def test_text_from_the_url_is_predicted(models_dir):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["text"] = "we went home furious"
+    at.run()
+    assert not at.exception
+    assert at.text_area(key="predict_text").value == "we went home furious"
+    assert any("**anger**" in m.value for m in at.markdown)
+
+
 def test_empty_text_runs_no_model(models_dir):
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.text_area(key="predict_text").input("   ").run()
