@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -149,6 +150,25 @@ class EncoderClassifier(nn.Module):
         model.head.load_state_dict(head)
         model.eval()
         return model, tokenizer
+
+
+@torch.inference_mode()
+def predict_probs(model: EncoderClassifier, text_encoder: TextEncoder, token_ids: Sequence[Sequence[int]],
+                  batch_size: int, device: torch.device) -> np.ndarray:
+    """Sigmoid probabilities [n, L] for tokenised texts, in input order.
+
+    Batches follow token length so each pads only to its own longest text.
+    """
+    model.eval()
+    out = np.zeros((len(token_ids), model.n_labels), dtype=np.float32)
+    order = np.argsort([len(x) for x in token_ids], kind="stable")
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        batch = {k: v.to(device) for k, v in text_encoder.pad([token_ids[i] for i in idx]).items()}
+        with autocast_context(device):
+            logits = model(**batch)
+        out[idx] = torch.sigmoid(logits.float()).cpu().numpy()
+    return out
 
 
 def pick_device(requested: str = "auto") -> torch.device:

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from emoscope import bundle as bundle_io
 from emoscope.errors import BundleError, InputError
-from emoscope.models import EncoderClassifier, TextEncoder, autocast_context, pick_device
+from emoscope.models import EncoderClassifier, TextEncoder, pick_device, predict_probs
 from emoscope.text import MAX_CHARS, NormalizerConfig, detect_language, truncate
 from emoscope.thresholds import apply_thresholds
 
@@ -83,20 +82,10 @@ class Predictor:
                           f"(the model reads at most {self.text_encoder.max_length} tokens anyway)", stacklevel=3)
         return cut, was_cut
 
-    @torch.inference_mode()
     def _probs(self, texts: Sequence[str]) -> np.ndarray:
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         if not texts:
-            return out
-        ids = self.text_encoder.token_ids(texts)
-        order = np.argsort([len(x) for x in ids], kind="stable")
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
-            batch = {k: v.to(self.device) for k, v in self.text_encoder.pad([ids[i] for i in idx]).items()}
-            with autocast_context(self.device):
-                logits = self.model(**batch)
-            out[idx] = torch.sigmoid(logits.float()).cpu().numpy()
-        return out
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return predict_probs(self.model, self.text_encoder, self.text_encoder.token_ids(texts), self.batch_size, self.device)
 
     def predict(self, texts: Sequence[str], thresholds: Sequence[float] | None = None) -> list[Prediction]:
         """Labels and probabilities per text, under the bundle's thresholds unless others are given."""

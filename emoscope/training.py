@@ -31,7 +31,7 @@ from emoscope.encoders import SOURCES, load_encoder, text_prefix
 from emoscope.errors import ConfigError, DataError
 from emoscope.losses import build_loss, per_class_bce
 from emoscope.metrics import compute_metrics
-from emoscope.models import EncoderClassifier, TextEncoder, autocast_context, pick_device
+from emoscope.models import EncoderClassifier, TextEncoder, autocast_context, pick_device, predict_probs
 from emoscope.thresholds import tune_thresholds
 
 Logger = Callable[[str], None]
@@ -109,22 +109,6 @@ def rare_label_sample_weights(labels: np.ndarray) -> np.ndarray:
     inv = freq.max() / freq
     weights = np.where(labels.astype(bool), inv[None, :], 0.0).max(1)
     return np.where(weights > 0, weights, 1.0)
-
-
-@torch.no_grad()
-def predict_probs(model: EncoderClassifier, text_encoder: TextEncoder, token_ids: Sequence[Sequence[int]],
-                  batch_size: int, device: torch.device) -> np.ndarray:
-    """Sigmoid probabilities for pre-tokenised texts, batched in length order, returned in input order."""
-    model.eval()
-    order = np.argsort([len(x) for x in token_ids], kind="stable")
-    out = np.zeros((len(token_ids), model.n_labels), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        batch = {k: v.to(device) for k, v in text_encoder.pad([token_ids[i] for i in idx]).items()}
-        with autocast_context(device):
-            logits = model(**batch)
-        out[idx] = torch.sigmoid(logits.float()).cpu().numpy()
-    return out
 
 
 def loss_options(config: RunConfig) -> dict[str, Any]:
