@@ -53,7 +53,7 @@ def probability_figure(labels: list[str], probs: list[float], thresholds: list[f
         hovertemplate="%{y}: %{x:.3f}<extra></extra>", name="probability"))
     fig.add_trace(go.Scatter(
         x=[thresholds[i] for i in order], y=[labels[i] for i in order], mode="markers",
-        marker={"symbol": "line-ns-open", "size": 22, "line": {"width": 3, "color": "#111827"}},
+        marker={"symbol": "line-ns-open", "size": 22, "color": "#111827", "line": {"width": 3, "color": "#111827"}},
         name="threshold", hovertemplate="threshold %{x:.2f}<extra></extra>"))
     fig.update_layout(xaxis={"range": [0, 1.08], "title": "probability"}, height=60 + 34 * len(labels),
                       margin={"l": 10, "r": 10, "t": 10, "b": 40}, showlegend=False)
