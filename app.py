@@ -10,9 +10,10 @@ import streamlit as st
 
 from emoscope.bundle import find_bundles, read_manifest
 from emoscope.errors import EmoScopeError
-from emoscope.ui import bundle_label, models_dir
+from emoscope.ui import INPUT_BIDI_CSS, bundle_label, models_dir
 
 st.set_page_config(page_title="EmoScope", page_icon="🎭", layout="wide")
+st.html(INPUT_BIDI_CSS)
 
 
 def pick_bundle() -> Path | None:

@@ -32,13 +32,19 @@ def bundle_label(manifest: dict[str, Any]) -> str:
 def text_html(text: str) -> str:
     """User text as escaped HTML that reads right to left when it is Arabic.
 
-    ``dir="auto"`` lets the browser pick the direction from the first strong character;
-    an explicit ``rtl`` is set when Arabic dominates so a text that starts with a Latin
-    word or a number still reads right to left.
+    ``dir="auto"`` lets the browser take the direction from the first strong character;
+    when Arabic letters dominate the direction is set to ``rtl`` outright, so a text that
+    starts with ``@user``, a Latin word or a number still reads (and aligns) right to left.
     """
-    direction = "rtl" if is_rtl(text) else "auto"
-    return (f'<div class="emoscope-text" dir="{direction}" style="unicode-bidi: plaintext; '
-            f'white-space: pre-wrap; font-size: 1.15rem; line-height: 1.8">{html.escape(text)}</div>')
+    style = "white-space: pre-wrap; font-size: 1.15rem; line-height: 1.8; unicode-bidi: isolate"
+    if is_rtl(text):
+        return f'<div class="emoscope-text" dir="rtl" style="{style}; text-align: right">{html.escape(text)}</div>'
+    return f'<div class="emoscope-text" dir="auto" style="{style}; text-align: start">{html.escape(text)}</div>'
+
+
+# Streamlit's text inputs are left to right; plaintext bidi gives each paragraph the direction
+# of its first strong character, so Arabic typed into them reads and aligns right to left.
+INPUT_BIDI_CSS = "<style>textarea, input[type='text'] { unicode-bidi: plaintext; text-align: start; }</style>"
 
 
 def probability_figure(labels: list[str], probs: list[float], thresholds: list[float]):
