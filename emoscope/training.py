@@ -111,6 +111,13 @@ def rare_label_sample_weights(labels: np.ndarray) -> np.ndarray:
     return np.where(weights > 0, weights, 1.0)
 
 
+def choose_thresholds(config: RunConfig, labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Per-class thresholds tuned on validation probabilities, or the fixed fallback for all."""
+    if config.thresholds.tune:
+        return tune_thresholds(labels, probs, fallback=config.thresholds.fallback)
+    return np.full(labels.shape[1], config.thresholds.fallback)
+
+
 def loss_options(config: RunConfig) -> dict[str, Any]:
     """The recipe's loss options that the chosen loss takes."""
     if config.loss.name == "focal":
@@ -217,8 +224,7 @@ def train(config: RunConfig, output: str | Path, *, overwrite: bool = False, pro
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
         bar.close()
         val_probs = predict_probs(model, text_encoder, val_ids, t.eval_batch_size, device)
-        thresholds = (tune_thresholds(val_ds.labels, val_probs, fallback=config.thresholds.fallback)
-                      if config.thresholds.tune else np.full(len(labels), config.thresholds.fallback))
+        thresholds = choose_thresholds(config, val_ds.labels, val_probs)
         metrics = compute_metrics(val_ds.labels, val_probs, thresholds, label_names=labels)
         row = {
             "epoch": epoch,
@@ -248,8 +254,7 @@ def train(config: RunConfig, output: str | Path, *, overwrite: bool = False, pro
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)
     val_probs = predict_probs(model, text_encoder, val_ids, t.eval_batch_size, device)
-    thresholds = (tune_thresholds(val_ds.labels, val_probs, fallback=config.thresholds.fallback)
-                  if config.thresholds.tune else np.full(len(labels), config.thresholds.fallback))
+    thresholds = choose_thresholds(config, val_ds.labels, val_probs)
     results = {"validation": compute_metrics(val_ds.labels, val_probs, thresholds, label_names=labels)}
     if data.eval is not None:
         eval_probs = predict_probs(model, text_encoder, text_encoder.token_ids(data.eval.texts), t.eval_batch_size, device)
