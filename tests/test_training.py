@@ -86,3 +86,18 @@ def test_rare_label_weights_favour_rare_positives():
     weights = rare_label_sample_weights(labels)
     # label 0 freq 0.8, label 1 freq 0.2 -> inverse weights 1 and 4; empty row weighs 1.
     np.testing.assert_allclose(weights, [1, 1, 1, 4, 1])
+
+
+def test_fixed_thresholds_when_tuning_is_off(tiny_encoder, tiny_data):
+    from dataclasses import replace
+
+    from emoscope.config import ThresholdConfig
+    from emoscope.training import choose_thresholds
+
+    labels = np.array([[1, 0], [0, 1], [1, 1]])
+    probs = np.array([[0.9, 0.2], [0.1, 0.7], [0.8, 0.6]])
+    config = tiny_config(tiny_encoder, tiny_data)
+    np.testing.assert_allclose(choose_thresholds(replace(config, thresholds=ThresholdConfig(tune=False, fallback=0.4)),
+                                                 labels, probs), [0.4, 0.4])
+    tuned = choose_thresholds(config, labels, probs)
+    assert ((probs >= tuned) == labels.astype(bool)).all()
