@@ -18,7 +18,6 @@ file hashes catch truncated or edited files later.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -29,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from emoscope.errors import BundleError
-from emoscope.fsutil import atomic_directory
+from emoscope.fsutil import atomic_directory, sha256_file
 
 FORMAT = "emoscope-bundle"
 FORMAT_VERSION = 1
@@ -74,14 +73,6 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_bundle(

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from emoscope.thresholds import validate_thresholds
+from emoscope.errors import ConfigError
 
 __all__ = [
     "GREATER_IS_BETTER",
@@ -59,7 +59,7 @@ def compute_metrics(
     (``{label: {precision, recall, f1, support, roc_auc, threshold, tp, fp, fn, tn}}``) and
     ``confusion`` (``{label: [[tn, fp], [fn, tp]]}``). See the module docstring for conventions.
     """
-    y, p, m = _check_arrays(y_true, probs, label_mask)
+    y, p, m = check_label_arrays(y_true, probs, label_mask)
     n, n_labels = y.shape
     names = _label_names(label_names, n_labels)
     thr = validate_thresholds(thresholds, n_labels)
@@ -123,7 +123,7 @@ def multilabel_confusion(
 
     Cells where ``label_mask`` is False are not counted.
     """
-    y, pred, m = _check_arrays(y_true, y_pred, label_mask)
+    y, pred, m = check_label_arrays(y_true, y_pred, label_mask)
     if not np.isin(pred, (0, 1)).all():
         raise ValueError("y_pred must contain only 0 and 1; apply thresholds to probabilities first")
     pred = pred.astype(bool)
@@ -178,9 +178,35 @@ def _cell(value: float | None, width: int) -> str:
     return f"{text:>{width}}"
 
 
-def _check_arrays(
+def validate_thresholds(thresholds: float | np.ndarray | list[float], n_labels: int) -> np.ndarray:
+    """Check per-class thresholds and return them as a float64 array of length ``n_labels``.
+
+    A single number applies to every class. Raises :class:`ConfigError` when the length is not
+    ``n_labels``, or a value is NaN or outside [0, 1].
+    """
+    arr = np.asarray(thresholds, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = np.full(n_labels, float(arr))
+    if arr.ndim != 1 or arr.shape[0] != n_labels:
+        raise ConfigError(
+            f"expected {n_labels} thresholds (one per label), got shape {arr.shape}; "
+            "give one number per label, in label order"
+        )
+    if np.isnan(arr).any():
+        bad = np.flatnonzero(np.isnan(arr)).tolist()
+        raise ConfigError(f"thresholds at positions {bad} are NaN; use numbers in [0, 1]")
+    outside = (arr < 0.0) | (arr > 1.0)
+    if outside.any():
+        bad = {int(i): float(arr[i]) for i in np.flatnonzero(outside)}
+        raise ConfigError(f"thresholds must lie in [0, 1]; got {bad} (position: value)")
+    return arr
+
+
+def check_label_arrays(
     y_true: np.ndarray, second: np.ndarray, label_mask: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate gold labels [n, L] (0/1), predictions or scores of the same shape, and an
+    optional annotation mask; returns (bool gold, predictions, bool mask)."""
     y = np.asarray(y_true)
     other = np.asarray(second)
     if y.ndim != 2 or y.shape != other.shape:

