@@ -20,7 +20,7 @@ from typing import Any
 from emoscope.errors import ConfigError
 from emoscope.text import NormalizerConfig
 
-LOSSES = ("bce", "weighted_bce", "focal")
+LOSSES = ("bce", "weighted_bce", "focal", "hybrid")
 POOLINGS = ("cls", "mean")
 
 
@@ -87,17 +87,29 @@ class EncoderConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """The training loss; ``gamma``/``max_weight`` apply to focal / weighted BCE."""
+    """The training loss. ``gamma`` applies to focal; ``max_weight`` caps the class weights of
+    weighted BCE and hybrid; the ``*_weight`` terms and ``temperature`` apply to hybrid
+    (class-weighted BCE + label correlation + supervised contrastive; 0 switches a term off).
+    """
 
     name: str = "bce"
     gamma: float = 2.0
     max_weight: float | None = None
+    bce_weight: float = 1.0
+    correlation_weight: float = 0.1
+    contrastive_weight: float = 0.1
+    temperature: float = 0.1
 
     def __post_init__(self) -> None:
         if self.name not in LOSSES:
             raise ConfigError(f"loss.name must be one of {', '.join(LOSSES)}, got '{self.name}'")
         if self.gamma < 0:
             raise ConfigError(f"loss.gamma must be >= 0, got {self.gamma}")
+        for name in ("bce_weight", "correlation_weight", "contrastive_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
+        if self.temperature <= 0:
+            raise ConfigError(f"loss.temperature must be > 0, got {self.temperature}")
         if self.max_weight is not None and self.max_weight < 1:
             raise ConfigError(f"loss.max_weight must be >= 1, got {self.max_weight}")
 

@@ -1,4 +1,4 @@
-"""Multi-label training losses: BCE, weighted BCE, focal, and the registry that builds them by name.
+"""Multi-label training losses: BCE, weighted BCE, focal, hybrid, and the registry that builds them by name.
 
 Every loss is a small pure function of ``logits [B, L]``, ``targets [B, L]`` (0/1) and an optional
 ``mask [B, L]`` (True = this label is annotated for this example). Masked cells contribute nothing
@@ -26,16 +26,20 @@ __all__ = [
     "LOSSES",
     "BCELoss",
     "FocalLoss",
+    "HybridLoss",
     "MultiLabelLoss",
     "WeightedBCELoss",
     "bce_loss",
     "build_loss",
     "class_frequencies",
+    "cooccurrence_target",
     "focal_alpha_from_frequencies",
     "focal_loss",
     "inverse_frequency_weights",
+    "label_correlation_loss",
     "per_class_bce",
     "register_loss",
+    "supervised_contrastive_loss",
     "weighted_bce_loss",
 ]
 
@@ -195,6 +199,85 @@ def _per_class(values: Tensor | np.ndarray | float, logits: Tensor, name: str) -
     return t
 
 
+def cooccurrence_target(Y: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Training-label co-occurrence as conditional rates ``C[i, j] = P(j | i)``, ``[L, L]``.
+
+    Counted over rows where both labels are annotated; a label with no positives gets a zero row.
+    The diagonal is 1 for every label that occurs. This is what :func:`label_correlation_loss`
+    asks the model's predictions to agree with.
+    """
+    y = np.asarray(Y, dtype=np.float64)
+    m = np.ones(y.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    pos = np.where(m, y, 0.0)
+    joint = pos.T @ pos  # [L, L]: rows with i and j both positive
+    base = pos.T @ m.astype(np.float64)  # [L, L]: rows with i positive and j annotated
+    return np.divide(joint, base, out=np.zeros_like(joint), where=base > 0)
+
+
+def label_correlation_loss(logits: Tensor, target: Tensor, mask: Tensor | None = None, eps: float = 1e-8) -> Tensor:
+    """Squared gap between the batch's predicted and the training labels' co-occurrence.
+
+    With ``p = sigmoid(logits)``, the predicted ``P(j | i)`` is the soft count of rows holding
+    both labels over the soft count holding ``i`` (among rows where both are annotated):
+    ``pred[i, j] = sum_b p_bi p_bj / sum_b p_bi``. The loss is the mean of
+    ``(pred[i, j] - target[i, j])^2`` over ``i != j``, each pair weighted by its soft count
+    ``sum_b p_bi`` so pairs the batch says little about (label ``i`` barely predicted) count
+    little and never divide by ~0. A batch of one example, or with nothing predicted, is fine.
+    """
+    _check(logits, logits, mask)
+    p = torch.sigmoid(logits)
+    m = torch.ones_like(p) if mask is None else mask.to(p.dtype)
+    pm = p * m
+    joint = pm.T @ pm
+    base = pm.T @ m
+    pred = joint / (base + eps)
+    off = 1.0 - torch.eye(p.shape[1], dtype=p.dtype, device=p.device)
+    weight = base * off
+    total = weight.sum()
+    gap = (pred - target.to(p.dtype)) ** 2
+    return torch.where(total > 0, (weight * gap).sum() / total.clamp_min(eps), (weight * gap).sum())
+
+
+def supervised_contrastive_loss(
+    features: Tensor, targets: Tensor, temperature: float = 0.1, mask: Tensor | None = None
+) -> Tensor:
+    """Supervised contrastive loss for multi-label data, positives weighted by label overlap.
+
+    Features are L2-normalised; ``s_ij = z_i . z_j / temperature``. For anchor ``i`` every other
+    example ``j`` is a positive with weight ``w_ij`` = Jaccard overlap of their label sets (over
+    labels annotated for both; two empty sets overlap 0), and
+    ``loss_i = -sum_j w_ij (s_ij - logsumexp_{k != i} s_ik) / sum_j w_ij``. The loss is the mean
+    over anchors with at least one positive, and 0 (still differentiable) when no anchor has one,
+    e.g. a batch of one example or without positive labels.
+    """
+    if features.ndim != 2 or features.shape[0] != targets.shape[0]:
+        raise ValueError(f"features must be [B, D] with B = {targets.shape[0]}, got {tuple(features.shape)}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    z = F.normalize(features, dim=-1)
+    sim = z @ z.T / temperature
+    n = sim.shape[0]
+    eye = torch.eye(n, dtype=torch.bool, device=sim.device)
+    y = targets.to(z.dtype)
+    if mask is not None:
+        y = y * mask.to(z.dtype)
+        both = mask.to(z.dtype) @ mask.to(z.dtype).T  # labels annotated for both
+    else:
+        both = None
+    inter = y @ y.T
+    union = y.sum(1, keepdim=True) + y.sum(1) - inter
+    if both is not None:
+        union = torch.minimum(union, both)
+    w = torch.where(union > 0, inter / union.clamp_min(1e-12), torch.zeros_like(inter)).masked_fill(eye, 0.0)
+    log_prob = sim - torch.logsumexp(sim.masked_fill(eye, float("-inf")), dim=1, keepdim=True)
+    per_anchor_weight = w.sum(1)
+    has_positive = per_anchor_weight > 0
+    per_anchor = -(w * log_prob.masked_fill(eye, 0.0)).sum(1) / per_anchor_weight.clamp_min(1e-12)
+    if not bool(has_positive.any()):
+        return features.sum() * 0.0
+    return per_anchor[has_positive].mean()
+
+
 # --- modules and registry ---------------------------------------------------------------------
 
 
@@ -235,7 +318,7 @@ def register_loss(name: str) -> Callable[[Callable[..., MultiLabelLoss]], Callab
 def build_loss(
     name: str, train_labels: np.ndarray, train_mask: np.ndarray | None = None, **params: object
 ) -> MultiLabelLoss:
-    """Build the loss ``name`` (``"bce"``, ``"weighted_bce"``, ``"focal"``) from the training labels.
+    """Build the loss ``name`` (``"bce"``, ``"weighted_bce"``, ``"focal"``, ``"hybrid"``) from the training labels.
 
     Class statistics come from ``train_labels [n, L]`` over the cells where ``train_mask`` is True.
     Unknown names or options raise :class:`ConfigError` listing the valid ones.
@@ -327,3 +410,62 @@ def _make_focal(
         if a.shape != (n_labels,) or np.isnan(a).any() or (a < 0).any() or (a > 1).any():
             raise ConfigError(f"focal alpha must be one number or {n_labels} numbers in [0, 1], got {alpha}")
     return FocalLoss(a, gamma=gamma)
+
+
+class HybridLoss(MultiLabelLoss):
+    """Class-weighted BCE + label-correlation term + supervised contrastive term.
+
+    ``bce_weight * weighted_bce + correlation_weight * label_correlation_loss
+    + contrastive_weight * supervised_contrastive_loss(features)``. Each term has its own weight
+    (0 switches it off, for ablations). The contrastive term needs the pooled ``features`` the
+    logits came from.
+    """
+
+    pos_weight: Tensor
+    cooccurrence: Tensor
+
+    def __init__(self, pos_weight: np.ndarray, cooccurrence: np.ndarray, bce_weight: float = 1.0,
+                 correlation_weight: float = 0.1, contrastive_weight: float = 0.1, temperature: float = 0.1):
+        super().__init__()
+        for name, value in (("bce_weight", bce_weight), ("correlation_weight", correlation_weight),
+                            ("contrastive_weight", contrastive_weight)):
+            if not value >= 0:
+                raise ConfigError(f"hybrid loss {name} must be >= 0, got {value}")
+        if not temperature > 0:
+            raise ConfigError(f"hybrid loss temperature must be > 0, got {temperature}")
+        self.register_buffer("pos_weight", torch.as_tensor(pos_weight, dtype=torch.float32))
+        self.register_buffer("cooccurrence", torch.as_tensor(cooccurrence, dtype=torch.float32))
+        self.bce_weight, self.correlation_weight = float(bce_weight), float(correlation_weight)
+        self.contrastive_weight, self.temperature = float(contrastive_weight), float(temperature)
+
+    def forward(
+        self, logits: Tensor, targets: Tensor, mask: Tensor | None = None, features: Tensor | None = None
+    ) -> Tensor:
+        total = self.bce_weight * weighted_bce_loss(logits, targets, self.pos_weight, mask)
+        if self.correlation_weight:
+            total = total + self.correlation_weight * label_correlation_loss(logits, self.cooccurrence, mask)
+        if self.contrastive_weight:
+            if features is None:
+                raise ValueError("the hybrid loss's contrastive term needs the pooled features")
+            total = total + self.contrastive_weight * supervised_contrastive_loss(features, targets, self.temperature, mask)
+        return total
+
+    def extra_repr(self) -> str:
+        return (f"bce_weight={self.bce_weight}, correlation_weight={self.correlation_weight}, "
+                f"contrastive_weight={self.contrastive_weight}, temperature={self.temperature}")
+
+
+@register_loss("hybrid")
+def _make_hybrid(
+    train_labels: np.ndarray,
+    train_mask: np.ndarray | None,
+    max_weight: float | None = None,
+    bce_weight: float = 1.0,
+    correlation_weight: float = 0.1,
+    contrastive_weight: float = 0.1,
+    temperature: float = 0.1,
+) -> MultiLabelLoss:
+    return HybridLoss(inverse_frequency_weights(train_labels, train_mask, max_weight=max_weight),
+                      cooccurrence_target(train_labels, train_mask), bce_weight=bce_weight,
+                      correlation_weight=correlation_weight, contrastive_weight=contrastive_weight,
+                      temperature=temperature)

@@ -95,12 +95,16 @@ class EncoderClassifier(nn.Module):
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return self.pool(hidden, attention_mask)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                return_features: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits [B, L]; with ``return_features`` also the pooled vectors [B, D] they came from
+        (losses with a representation term, such as the hybrid loss's contrastive term, need them)."""
         pooled = self.features(input_ids, attention_mask)
         # The head runs in fp32 even under autocast (which would cast a Linear to bf16):
         # logits feed sigmoid thresholds tuned to two decimals.
         with torch.autocast(pooled.device.type, enabled=False):
-            return self.head(self.dropout(pooled).float())
+            logits = self.head(self.dropout(pooled).float())
+        return (logits, pooled) if return_features else logits
 
     def freeze_word_embeddings(self) -> int:
         """Stop training the word-embedding matrix; returns how many parameters that freezes.

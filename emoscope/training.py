@@ -122,9 +122,13 @@ def loss_options(config: RunConfig) -> dict[str, Any]:
     """The recipe's loss options that the chosen loss takes."""
     if config.loss.name == "focal":
         return {"gamma": config.loss.gamma}
-    if config.loss.name == "weighted_bce" and config.loss.max_weight is not None:
-        return {"max_weight": config.loss.max_weight}
-    return {}
+    options: dict[str, Any] = {}
+    if config.loss.name in ("weighted_bce", "hybrid") and config.loss.max_weight is not None:
+        options["max_weight"] = config.loss.max_weight
+    if config.loss.name == "hybrid":
+        options.update(bce_weight=config.loss.bce_weight, correlation_weight=config.loss.correlation_weight,
+                       contrastive_weight=config.loss.contrastive_weight, temperature=config.loss.temperature)
+    return options
 
 
 def _optimizer(model: EncoderClassifier, config: RunConfig) -> torch.optim.Optimizer:
@@ -210,8 +214,8 @@ def train(config: RunConfig, output: str | Path, *, overwrite: bool = False, pro
             batch = {k: v.to(device) for k, v in text_encoder.pad([train_ids[i] for i in idx]).items()}
             targets = targets_all[idx].to(device)
             with autocast_context(device):
-                logits = model(**batch)
-            loss = loss_fn(logits.float(), targets)
+                logits, features = model(**batch, return_features=True)
+            loss = loss_fn(logits.float(), targets, features=features.float())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if t.grad_clip > 0:

@@ -36,6 +36,8 @@ def with_(section, **values):
     (with_("training", batch_size="16"), "training.batch_size: expected int"),
     (with_("encoders", pooling="max"), "encoder.pooling"),
     (with_("loss", name="hinge"), "loss.name"),
+    (with_("loss", name="hybrid", temperature=0.0), "loss.temperature"),
+    (with_("loss", name="hybrid", contrastive_weight=-1.0), "loss.contrastive_weight"),
     (with_("data", validation="holdout:0.9"), "holdout"),
     (with_("text", remove_diacritcs=True), "remove_diacritcs"),
     ({**BASE, "encoders": []}, "encoders"),

@@ -190,7 +190,7 @@ def test_build_loss_matches_the_functions_and_holds_buffers():
 
 def test_build_loss_rejects_unknown_names_and_options():
     Y = np.zeros((2, 2))
-    with pytest.raises(ConfigError, match="bce, focal, weighted_bce"):
+    with pytest.raises(ConfigError, match="bce, focal, hybrid, weighted_bce"):
         build_loss("hinge", Y)
     with pytest.raises(ConfigError, match="gamma, alpha"):
         build_loss("focal", Y, beta=2)

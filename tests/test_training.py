@@ -31,7 +31,7 @@ def test_bundle_keeps_validation_predictions(tiny_bundle):
     assert ((val.probs >= 0) & (val.probs <= 1)).all()
 
 
-@pytest.mark.parametrize("loss, sampling", [("weighted_bce", True), ("focal", False)])
+@pytest.mark.parametrize("loss, sampling", [("weighted_bce", True), ("focal", False), ("hybrid", False)])
 def test_other_losses_and_weighted_sampling_learn(tmp_path, tiny_encoder, tiny_data, loss, sampling):
     from dataclasses import replace
 
