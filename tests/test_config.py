@@ -58,3 +58,15 @@ def test_bad_toml_file(tmp_path):
     path.write_text("name = \n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(path)
+
+
+def test_readme_recipe_example_validates(tmp_path):
+    import re
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    example = re.search(r"```toml\n(.*?)```", readme, re.S)
+    assert example, "README lost its recipe example"
+    path = tmp_path / "example.toml"
+    path.write_text(example.group(1), encoding="utf-8")
+    config = load_config(path)
+    assert config.encoder.source == "me5-small" and config.training.batch_size == 8
