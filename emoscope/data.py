@@ -370,6 +370,22 @@ def _check_language(path: Path, language: str) -> str:
     return language
 
 
+def _id_text_label_rows(
+    path: Path, header: list[str], records: Iterable[tuple[int, list[str]]], delimiter: str, columns: str
+) -> _Rows:
+    """Rows of an `id, text, <0/1 label columns>` file (BRIGHTER, SemEval-2018 E-c)."""
+    label_names = header[2:]
+    rows = _Rows()
+    for line, fields in records:
+        _check_width(path, line, fields, len(header), delimiter, columns)
+        labels = [
+            _label_value(path, line, name, value)
+            for name, value in zip(label_names, fields[2:], strict=True)
+        ]
+        rows.add(line, fields[1], labels, fields[0])
+    return rows
+
+
 def read_brighter(path: Path | str, language: str | None = None) -> Dataset:
     """Read a BRIGHTER (SemEval-2025 Task 11, track A) CSV: header `id,text,<label columns>`.
 
@@ -384,15 +400,7 @@ def read_brighter(path: Path | str, language: str | None = None) -> Dataset:
             f"found {','.join(header)!r}; for other layouts use the generic reader (--text-column)"
         )
     label_names = header[2:]
-    rows = _Rows()
-    columns = ",".join(header)
-    for line, fields in records:
-        _check_width(path, line, fields, len(header), ",", columns)
-        labels = [
-            _label_value(path, line, name, value)
-            for name, value in zip(label_names, fields[2:], strict=True)
-        ]
-        rows.add(line, fields[1], labels, fields[0])
+    rows = _id_text_label_rows(path, header, records, ",", ",".join(header))
     if language is None:
         code = path.parent.name
         if code not in BRIGHTER_LANGUAGES and rows.ids:
@@ -415,15 +423,7 @@ def read_semeval2018(path: Path | str, language: str | None = None) -> Dataset:
             f"'ID<tab>Tweet<tab><label columns>', found {header!r}"
         )
     label_names = header[2:]
-    columns = "ID, Tweet, " + ", ".join(label_names)
-    rows = _Rows()
-    for line, fields in records:
-        _check_width(path, line, fields, len(header), "\t", columns)
-        labels = [
-            _label_value(path, line, name, value)
-            for name, value in zip(label_names, fields[2:], strict=True)
-        ]
-        rows.add(line, fields[1], labels, fields[0])
+    rows = _id_text_label_rows(path, header, records, "\t", "ID, Tweet, " + ", ".join(label_names))
     if language is None:
         language = (
             path.parent.name if path.parent.name in ("ar", "en") else _guess_language(rows.texts)
