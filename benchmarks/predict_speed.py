@@ -25,13 +25,10 @@ from emoscope.data import load_dataset
 from emoscope.predict import Predictor
 
 
-def _time(fn, repeats: int) -> list[float]:
-    out = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
-    return out
+def _seconds(fn, *args) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -68,8 +65,8 @@ def main() -> None:
         reference(batch), predictor.predict_proba(batch)  # warm-up
         ref_t, pred_t = [], []
         for _ in range(args.repeats):
-            ref_t += _time(lambda: reference(batch), 1)
-            pred_t += _time(lambda: predictor.predict_proba(batch), 1)
+            ref_t.append(_seconds(reference, batch))
+            pred_t.append(_seconds(predictor.predict_proba, batch))
         ref_med, pred_med = statistics.median(ref_t), statistics.median(pred_t)
         results[name] = {"reference_ms": ref_med * 1e3, "predictor_ms": pred_med * 1e3,
                          "overhead_pct": (pred_med / ref_med - 1) * 100, "texts_per_s": len(batch) / pred_med}

@@ -121,7 +121,7 @@ def bench(keys: list[str], out: Path, retrain: bool, jobs: int) -> dict:
 
 def markdown(results: dict) -> str:
     lines = []
-    for key, res in results.items():
+    for res in results.values():
         rows = res["rows"]
         labels = list(next(iter(rows.values()))["per_class"])
         lines += [f"#### {res['title']} (train `{res['train']}`, scored on `{res['dev']}`)", "",

@@ -44,9 +44,9 @@ st.markdown(text_html(text), unsafe_allow_html=True)
 language = {"ar": "Arabic", "en": "English", "mixed": "mixed Arabic/English"}.get(result.language, "unknown")
 col1, col2 = st.columns([2, 1])
 with col1:
-    st.plotly_chart(probability_figure(predictor.labels, [result.probabilities[l] for l in predictor.labels],
+    st.plotly_chart(probability_figure(predictor.labels, [result.probabilities[label] for label in predictor.labels],
                                        [float(t) for t in predictor.thresholds]), width="stretch")
 with col2:
     st.subheader("Predicted")
-    st.markdown(", ".join(f"**{l}**" for l in result.labels) if result.labels else "_no emotion above its threshold_")
+    st.markdown(", ".join(f"**{label}**" for label in result.labels) if result.labels else "_no emotion above its threshold_")
     st.caption(f"Detected language: {language}")
