@@ -144,3 +144,16 @@ def test_find_bundles_ignores_partial_runs(tiny_bundle, tmp_path):
     (tmp_path / ".good.partial-123").mkdir()
     (tmp_path / "not-a-bundle").mkdir()
     assert find_bundles(tmp_path) == [tmp_path / "good"]
+
+
+def test_half_finished_run_is_named_as_such(tmp_path):
+    partial = tmp_path / ".smoke.partial-3f9a1c2b7d4e"
+    (partial / "model").mkdir(parents=True)
+    with pytest.raises(BundleError, match="unfinished training run"):
+        read_manifest(partial)
+
+
+def test_foreign_model_directory_is_refused(tiny_encoder):
+    # A plain Hugging Face folder (config.json + weights) is an encoder, not a bundle.
+    with pytest.raises(BundleError, match="not an EmoScope bundle: no manifest.json"):
+        Predictor(tiny_encoder)
