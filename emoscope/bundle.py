@@ -44,14 +44,18 @@ class ValidationData:
     labels: np.ndarray  # uint8 [n, L]
     probs: np.ndarray  # float32 [n, L]
     ids: list[str]
+    mask: np.ndarray | None = None  # bool [n, L], True = annotated; None = all annotated
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "texts": self.texts,
             "ids": self.ids,
             "labels": self.labels.astype(int).tolist(),
             "probs": np.round(self.probs.astype(float), 6).tolist(),
         }
+        if self.mask is not None:
+            out["mask"] = self.mask.astype(int).tolist()
+        return out
 
     @classmethod
     def from_json(cls, raw: dict[str, Any], n_labels: int) -> ValidationData:
@@ -60,7 +64,11 @@ class ValidationData:
         texts = list(raw["texts"])
         if not (len(texts) == len(labels) == len(probs)):
             raise ValueError("texts, labels and probs differ in length")
-        return cls(texts=texts, labels=labels, probs=probs, ids=list(raw.get("ids") or map(str, range(len(texts)))))
+        mask = None if raw.get("mask") is None else np.asarray(raw["mask"], dtype=bool).reshape(-1, n_labels)
+        if mask is not None and len(mask) != len(texts):
+            raise ValueError("mask and texts differ in length")
+        return cls(texts=texts, labels=labels, probs=probs, ids=list(raw.get("ids") or map(str, range(len(texts)))),
+                   mask=mask)
 
 
 def library_versions() -> dict[str, str]:

@@ -31,21 +31,29 @@ class DataConfig:
     ``validation`` is a dataset spec, or ``holdout:F`` to hold out a label-stratified
     fraction F of ``train`` (early stopping and thresholds then never see the ``eval`` set).
     ``eval`` is reported after training (e.g. the official dev split).
+    Each of ``train``, ``validation`` and ``eval`` may be a list of specs: the datasets are
+    combined over the union of their labels, and a label a dataset does not annotate is masked
+    out of the loss, the thresholds and the metrics (e.g. SemEval-2018 ar + en in one model).
     ``max_train``/``max_validation`` cut each set to a seeded, stratified subset (for smoke runs).
     """
 
-    train: str
-    validation: str = "holdout:0.15"
-    eval: str | None = None
+    train: str | tuple[str, ...]
+    validation: str | tuple[str, ...] = "holdout:0.15"
+    eval: str | tuple[str, ...] | None = None
     data_root: str | None = None
     max_train: int | None = None
     max_validation: int | None = None
     max_eval: int | None = None
 
     def __post_init__(self) -> None:
-        if not self.train.strip():
-            raise ConfigError("data.train: give a dataset spec such as 'brighter:eng:train'")
-        if self.validation.startswith("holdout:"):
+        for name in ("train", "validation", "eval"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            specs = (value,) if isinstance(value, str) else value
+            if not specs or any(not spec.strip() for spec in specs):
+                raise ConfigError(f"data.{name}: give a dataset spec such as 'brighter:eng:train', or a list of them")
+        if isinstance(self.validation, str) and self.validation.startswith("holdout:"):
             fraction = self.holdout_fraction
             if fraction is None or not 0.0 < fraction < 0.5:
                 raise ConfigError(f"data.validation: '{self.validation}' must be holdout:F with 0 < F < 0.5")
@@ -56,7 +64,7 @@ class DataConfig:
 
     @property
     def holdout_fraction(self) -> float | None:
-        if not self.validation.startswith("holdout:"):
+        if not isinstance(self.validation, str) or not self.validation.startswith("holdout:"):
             return None
         try:
             return float(self.validation.split(":", 1)[1])
@@ -275,11 +283,15 @@ def _typed(value: Any, hint: Any, where: str) -> Any:
     if value is None and type(None) in options:
         return None
     for option in options:
+        if (typing.get_origin(option) is tuple and isinstance(value, (list, tuple))
+                and all(isinstance(v, str) for v in value)):
+            return tuple(value)
         if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
         if option is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if option in (str, bool) and isinstance(value, option):
             return value
-    names = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    names = " or ".join("a list of strings" if typing.get_origin(o) is tuple else getattr(o, "__name__", str(o))
+                        for o in options)
     raise ConfigError(f"{where}: expected {names}, got {value!r}")

@@ -26,10 +26,10 @@ from tqdm.auto import tqdm
 
 from emoscope import bundle as bundle_io
 from emoscope.config import RunConfig
-from emoscope.data import Dataset, align_labels, iterative_stratified_split, load_dataset, split_dataset
+from emoscope.data import Dataset, align_labels, combine, iterative_stratified_split, load_dataset, split_dataset
 from emoscope.encoders import SOURCES, load_encoder, text_prefix
 from emoscope.errors import ConfigError, DataError
-from emoscope.losses import build_loss, per_class_bce
+from emoscope.losses import build_loss, class_frequencies, per_class_bce
 from emoscope.metrics import compute_metrics
 from emoscope.models import EncoderClassifier, TextEncoder, autocast_context, pick_device, predict_probs
 from emoscope.thresholds import tune_thresholds
@@ -53,6 +53,7 @@ class TrainingData:
     train: Dataset
     validation: Dataset
     eval: Dataset | None
+    languages: list[str]
 
 
 def stratified_subset(ds: Dataset, n: int | None, seed: int) -> Dataset:
@@ -63,20 +64,28 @@ def stratified_subset(ds: Dataset, n: int | None, seed: int) -> Dataset:
     return ds.subset(sorted(keep))
 
 
+def load_specs(specs: str | Sequence[str], data_root: str | None) -> tuple[Dataset, list[str]]:
+    """One dataset, or several combined over the union of their labels (with a label mask);
+    also returns the languages of the parts."""
+    parts = [load_dataset(spec, data_root=data_root) for spec in ((specs,) if isinstance(specs, str) else specs)]
+    return (parts[0] if len(parts) == 1 else combine(parts)), sorted({p.language for p in parts})
+
+
 def load_training_data(config: RunConfig) -> TrainingData:
     """Train / validation / eval sets as the recipe describes them."""
     d = config.data
     seed = config.training.seed
-    train = load_dataset(d.train, data_root=d.data_root)
+    train, languages = load_specs(d.train, d.data_root)
     if d.holdout_fraction is not None:
         train, validation = split_dataset(train, test_size=d.holdout_fraction, seed=seed)
     else:
-        validation = align_labels(load_dataset(d.validation, data_root=d.data_root), train.label_names)
-    evaluation = align_labels(load_dataset(d.eval, data_root=d.data_root), train.label_names) if d.eval else None
+        validation = align_labels(load_specs(d.validation, d.data_root)[0], train.label_names)
+    evaluation = align_labels(load_specs(d.eval, d.data_root)[0], train.label_names) if d.eval else None
     return TrainingData(
         train=stratified_subset(train, d.max_train, seed),
         validation=stratified_subset(validation, d.max_validation, seed),
         eval=stratified_subset(evaluation, d.max_eval, seed) if evaluation is not None else None,
+        languages=languages,
     )
 
 
@@ -99,22 +108,23 @@ def length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: np.ran
     return batches
 
 
-def rare_label_sample_weights(labels: np.ndarray) -> np.ndarray:
+def rare_label_sample_weights(labels: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Per-example sampling weight: the inverse frequency of its rarest positive label.
 
-    Examples with no positive label weigh like the most frequent label, so 'no emotion'
-    texts are still seen.
+    Frequencies count annotated rows only. Examples with no positive label weigh like the most
+    frequent label, so 'no emotion' texts are still seen.
     """
-    freq = labels.mean(0).clip(min=1.0 / max(len(labels), 1))
+    freq = class_frequencies(labels, mask).clip(min=1.0 / max(len(labels), 1))
     inv = freq.max() / freq
     weights = np.where(labels.astype(bool), inv[None, :], 0.0).max(1)
     return np.where(weights > 0, weights, 1.0)
 
 
-def choose_thresholds(config: RunConfig, labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+def choose_thresholds(config: RunConfig, labels: np.ndarray, probs: np.ndarray,
+                      mask: np.ndarray | None = None) -> np.ndarray:
     """Per-class thresholds tuned on validation probabilities, or the fixed fallback for all."""
     if config.thresholds.tune:
-        return tune_thresholds(labels, probs, fallback=config.thresholds.fallback)
+        return tune_thresholds(labels, probs, label_mask=mask, fallback=config.thresholds.fallback)
     return np.full(labels.shape[1], config.thresholds.fallback)
 
 
@@ -186,7 +196,7 @@ def train(config: RunConfig, output: str | Path, *, overwrite: bool = False, pro
     log(f"[tokenise] {time.perf_counter() - t0:.1f}s; mean length {np.mean([len(x) for x in train_ids]):.1f} tokens; "
         f"{truncated} training texts truncated at {enc_cfg.max_length}")
 
-    loss_fn = build_loss(config.loss.name, train_ds.labels, **loss_options(config)).to(device)
+    loss_fn = build_loss(config.loss.name, train_ds.labels, train_ds.label_mask, **loss_options(config)).to(device)
     optimizer = _optimizer(model, config)
     steps_per_epoch = math.ceil(len(train_ds) / t.batch_size)
     total_steps = steps_per_epoch * t.epochs
@@ -194,8 +204,10 @@ def train(config: RunConfig, output: str | Path, *, overwrite: bool = False, pro
 
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(t.warmup_ratio * total_steps), total_steps)
     rng = np.random.default_rng(t.seed)
-    sample_weights = rare_label_sample_weights(train_ds.labels) if t.weighted_sampling else None
+    sample_weights = rare_label_sample_weights(train_ds.labels, train_ds.label_mask) if t.weighted_sampling else None
     targets_all = torch.as_tensor(train_ds.labels, dtype=torch.float32)
+    # True = annotated; None when every dataset annotates every label (nothing to mask).
+    mask_all = None if train_ds.label_mask is None else torch.as_tensor(train_ds.label_mask, dtype=torch.bool)
     lengths = [len(x) for x in train_ids]
 
     frozen_names = {n for n, p in model.named_parameters() if not p.requires_grad}
@@ -213,9 +225,10 @@ def train(config: RunConfig, output: str | Path, *, overwrite: bool = False, pro
         for idx in bar:
             batch = {k: v.to(device) for k, v in text_encoder.pad([train_ids[i] for i in idx]).items()}
             targets = targets_all[idx].to(device)
+            mask = None if mask_all is None else mask_all[idx].to(device)
             with autocast_context(device):
                 logits, features = model(**batch, return_features=True)
-            loss = loss_fn(logits.float(), targets, features=features.float())
+            loss = loss_fn(logits.float(), targets, mask=mask, features=features.float())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if t.grad_clip > 0:
@@ -223,20 +236,20 @@ def train(config: RunConfig, output: str | Path, *, overwrite: bool = False, pro
             optimizer.step()
             scheduler.step()
             loss_sum += loss.item() * len(idx)
-            class_loss_sum += per_class_bce(logits.detach().float(), targets).cpu() * len(idx)
+            class_loss_sum += per_class_bce(logits.detach().float(), targets, mask).cpu() * len(idx)
             seen += len(idx)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
         bar.close()
         val_probs = predict_probs(model, text_encoder, val_ids, t.eval_batch_size, device)
-        thresholds = choose_thresholds(config, val_ds.labels, val_probs)
-        metrics = compute_metrics(val_ds.labels, val_probs, thresholds, label_names=labels)
+        thresholds = choose_thresholds(config, val_ds.labels, val_probs, val_ds.label_mask)
+        metrics = compute_metrics(val_ds.labels, val_probs, thresholds, label_names=labels, label_mask=val_ds.label_mask)
         row = {
             "epoch": epoch,
             "train_loss": loss_sum / seen,
             "train_loss_per_class": dict(zip(labels, (class_loss_sum / seen).tolist())),
             "val_macro_f1": metrics["macro_f1"],
             "val_micro_f1": metrics["micro_f1"],
-            "val_macro_f1_at_0.5": compute_metrics(val_ds.labels, val_probs, 0.5)["macro_f1"],
+            "val_macro_f1_at_0.5": compute_metrics(val_ds.labels, val_probs, 0.5, label_mask=val_ds.label_mask)["macro_f1"],
             "seconds": time.perf_counter() - epoch_start,
             "lr": scheduler.get_last_lr()[0],
         }
@@ -258,12 +271,14 @@ def train(config: RunConfig, output: str | Path, *, overwrite: bool = False, pro
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)
     val_probs = predict_probs(model, text_encoder, val_ids, t.eval_batch_size, device)
-    thresholds = choose_thresholds(config, val_ds.labels, val_probs)
-    results = {"validation": compute_metrics(val_ds.labels, val_probs, thresholds, label_names=labels)}
+    thresholds = choose_thresholds(config, val_ds.labels, val_probs, val_ds.label_mask)
+    results = {"validation": compute_metrics(val_ds.labels, val_probs, thresholds, label_names=labels,
+                                             label_mask=val_ds.label_mask)}
     if data.eval is not None:
         eval_probs = predict_probs(model, text_encoder, text_encoder.token_ids(data.eval.texts), t.eval_batch_size, device)
         results["eval"] = {"data": data.eval.name,
-                           **compute_metrics(data.eval.labels, eval_probs, thresholds, label_names=labels)}
+                           **compute_metrics(data.eval.labels, eval_probs, thresholds, label_names=labels,
+                                             label_mask=data.eval.label_mask)}
         log(f"[eval] {data.eval.name}: macro-F1 {results['eval']['macro_f1']:.4f} micro-F1 {results['eval']['micro_f1']:.4f}")
     seconds = time.perf_counter() - started
 
@@ -271,7 +286,7 @@ def train(config: RunConfig, output: str | Path, *, overwrite: bool = False, pro
         "name": config.name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "labels": list(labels),
-        "languages": sorted({train_ds.language}),
+        "languages": data.languages,
         "thresholds": [float(x) for x in thresholds],
         "model": {
             "kind": "encoder-classifier",
@@ -297,7 +312,8 @@ def train(config: RunConfig, output: str | Path, *, overwrite: bool = False, pro
     }
     from emoscope.bundle import ValidationData
 
-    validation = ValidationData(texts=list(val_ds.texts), labels=val_ds.labels, probs=val_probs, ids=list(val_ds.ids))
+    validation = ValidationData(texts=list(val_ds.texts), labels=val_ds.labels, probs=val_probs, ids=list(val_ds.ids),
+                                mask=val_ds.label_mask)
     path = bundle_io.save_bundle(output, manifest, lambda folder: model.cpu().save(folder, tokenizer),
                                  validation=validation, log=history, overwrite=overwrite)
     log(f"[done] {path} in {seconds:.0f}s; validation macro-F1 {results['validation']['macro_f1']:.4f} "

@@ -70,3 +70,14 @@ def test_readme_recipe_example_validates(tmp_path):
     path.write_text(example.group(1), encoding="utf-8")
     config = load_config(path)
     assert config.encoder.source == "me5-small" and config.training.batch_size == 8
+
+
+def test_a_list_of_train_specs_is_accepted_and_round_trips():
+    raw = {**BASE, "data": {"train": ["semeval2018:ar:train", "semeval2018:en:train"], "eval": ["semeval2018:ar:dev"]}}
+    config = RunConfig.from_dict(raw)
+    assert config.data.train == ("semeval2018:ar:train", "semeval2018:en:train")
+    assert RunConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="data.train"):
+        RunConfig.from_dict({**BASE, "data": {"train": []}})
+    with pytest.raises(ConfigError, match="a list of strings"):
+        RunConfig.from_dict({**BASE, "data": {"train": [1, 2]}})

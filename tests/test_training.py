@@ -101,3 +101,31 @@ def test_fixed_thresholds_when_tuning_is_off(tiny_encoder, tiny_data):
                                                  labels, probs), [0.4, 0.4])
     tuned = choose_thresholds(config, labels, probs)
     assert ((probs >= tuned) == labels.astype(bool)).all()
+
+
+def test_datasets_with_different_labels_train_one_masked_model(tmp_path, tiny_encoder, tiny_data):
+    """A second dataset without 'fear' joins the first: one model over the union of labels,
+    and its missing label is masked, not read as 'absent'."""
+    import json
+    from dataclasses import replace
+
+    from conftest import make_rows, write_brighter_csv
+    from emoscope.config import DataConfig
+
+    rows = [{k: v for k, v in r.items() if k != "fear"} for r in make_rows(120, seed=11)]
+    no_fear = write_brighter_csv(tmp_path / "no_fear.csv", rows)
+    config = tiny_config(tiny_encoder, tiny_data)
+    config = replace(config, data=DataConfig(train=(str(tiny_data["train"]), str(no_fear)),
+                                             validation="holdout:0.2", eval=str(tiny_data["dev"])))
+    path = train(config, tmp_path / "b", progress=False, log=lambda _: None)
+    manifest = read_manifest(path)
+    assert manifest["labels"] == ["anger", "fear", "joy", "sadness"]
+    assert manifest["config"]["data"]["train"] == [str(tiny_data["train"]), str(no_fear)]
+    val = read_validation(path, manifest)
+    assert val.mask is not None and not val.mask[:, 1].all() and val.mask[:, [0, 2, 3]].all()
+    assert manifest["metrics"]["eval"]["macro_f1"] > 0.7
+    # 'fear' is scored only on the rows that annotate it.
+    fear = manifest["metrics"]["validation"]["per_class"]["fear"]
+    assert fear["support"] <= int(val.mask[:, 1].sum())
+    log = [json.loads(line) for line in (path / "training_log.jsonl").read_text().splitlines()]
+    assert log[-1]["train_loss"] < log[0]["train_loss"]
