@@ -61,9 +61,6 @@ class Predictor:
     def name(self) -> str:
         return self.manifest.get("name", self.path.name)
 
-    def validation(self) -> bundle_io.ValidationData | None:
-        return bundle_io.read_validation(self.path, self.manifest)
-
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities [n, L] for non-empty texts (empty ones raise ``InputError``)."""
         prepared = [self._prepare(t, i)[0] for i, t in enumerate(texts)]

@@ -84,7 +84,7 @@ def build_tiny_encoder(folder: Path, texts: list[str]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_encoder(tmp_path_factory, tiny_data) -> Path:
+def tiny_encoder(tmp_path_factory) -> Path:
     texts = [r["text"] for r in make_rows(400, seed=3)] + ["<script> alert img onerror 😀 🙂 !"]
     return build_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder") / "bert", texts)
 

