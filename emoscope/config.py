@@ -22,6 +22,8 @@ from emoscope.text import NormalizerConfig
 
 LOSSES = ("bce", "weighted_bce", "focal", "hybrid")
 POOLINGS = ("cls", "mean")
+WORD_POOLINGS = ("mean", "first")
+META_POOLINGS = ("attention", "max", "mean")
 
 
 @dataclass(frozen=True)
@@ -74,15 +76,28 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """One base encoder: where its weights come from and how its tokens become one vector."""
+    """One base encoder: where its weights come from and how its tokens become one vector.
+
+    ``fine_tune = false`` keeps the pretrained weights (frozen mode: in a stack only the
+    meta-learner trains; alone, only the linear head does). ``name`` labels the encoder in a
+    stack (default: the source's last path part).
+    """
 
     source: str
     pooling: str = "mean"
     max_length: int = 128
     freeze_embeddings: bool = False
     dropout: float = 0.1
+    fine_tune: bool = True
+    name: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name or self.source.rstrip("/").split("/")[-1]
 
     def __post_init__(self) -> None:
+        if self.name and not all(c.isalnum() or c in "-_." for c in self.name):
+            raise ConfigError(f"encoder.name '{self.name}' may hold only letters, digits, '-', '_' and '.'")
         if not self.source.strip():
             raise ConfigError("encoder.source: give an offline name (minilm-l6, me5-small, mpnet-base), a directory or a hub id")
         if self.pooling not in POOLINGS:
@@ -97,7 +112,8 @@ class EncoderConfig:
 class LossConfig:
     """The training loss. ``gamma`` applies to focal; ``max_weight`` caps the class weights of
     weighted BCE and hybrid; the ``*_weight`` terms and ``temperature`` apply to hybrid
-    (class-weighted BCE + label correlation + supervised contrastive; 0 switches a term off).
+    (class-weighted BCE + label correlation + supervised contrastive; 0 switches a term off;
+    ``class_weighting = false`` makes the first term plain BCE).
     """
 
     name: str = "bce"
@@ -107,6 +123,7 @@ class LossConfig:
     correlation_weight: float = 0.1
     contrastive_weight: float = 0.1
     temperature: float = 0.1
+    class_weighting: bool = True
 
     def __post_init__(self) -> None:
         if self.name not in LOSSES:
@@ -171,6 +188,69 @@ class ThresholdConfig:
 
 
 @dataclass(frozen=True)
+class StackConfig:
+    """How the base encoders are stacked (stages 1 and 2 of a stacked recipe).
+
+    ``folds`` > 1 gives out-of-fold stacking: each training text is embedded by encoders
+    fine-tuned on the other folds only; 0 gives the naive variant (the encoders fine-tuned on
+    all training texts embed those same texts). ``max_words`` cuts the shared word sequence the
+    meta-learner reads; ``word_pooling`` turns each word's sub-word vectors into one vector.
+    ``finetune_loss`` is the loss of stage 1 (the meta-learner's loss is ``[loss]``).
+    """
+
+    folds: int = 3
+    max_words: int = 64
+    word_pooling: str = "mean"
+    finetune_loss: str = "bce"
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.folds == 1 or not 0 <= self.folds <= 20:
+            raise ConfigError(f"stack.folds must be 0 (naive stacking) or 2..20 (out-of-fold), got {self.folds}")
+        if not 1 <= self.max_words <= 1024:
+            raise ConfigError(f"stack.max_words must be between 1 and 1024, got {self.max_words}")
+        if self.word_pooling not in WORD_POOLINGS:
+            raise ConfigError(f"stack.word_pooling must be one of {', '.join(WORD_POOLINGS)}, got '{self.word_pooling}'")
+        if self.finetune_loss not in LOSSES:
+            raise ConfigError(f"stack.finetune_loss must be one of {', '.join(LOSSES)}, got '{self.finetune_loss}'")
+
+
+@dataclass(frozen=True)
+class MetaConfig:
+    """The Bi-LSTM meta-learner (stage 3) and how it trains."""
+
+    hidden_size: int = 128
+    layers: int = 1
+    dropout: float = 0.3
+    input_dropout: float = 0.1
+    pooling: str = "attention"
+    dense_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    batch_size: int = 32
+    epochs: int = 40
+    patience: int = 6
+
+    def __post_init__(self) -> None:
+        checks = [
+            (1 <= self.hidden_size <= 4096, f"meta.hidden_size must be in 1..4096, got {self.hidden_size}"),
+            (1 <= self.layers <= 8, f"meta.layers must be in 1..8, got {self.layers}"),
+            (0 <= self.dropout < 1, f"meta.dropout must be in [0, 1), got {self.dropout}"),
+            (0 <= self.input_dropout < 1, f"meta.input_dropout must be in [0, 1), got {self.input_dropout}"),
+            (self.pooling in META_POOLINGS, f"meta.pooling must be one of {', '.join(META_POOLINGS)}, got '{self.pooling}'"),
+            (self.dense_size >= 0, f"meta.dense_size must be >= 0 (0 = no hidden dense layer), got {self.dense_size}"),
+            (self.lr > 0, f"meta.lr must be > 0, got {self.lr}"),
+            (self.weight_decay >= 0, f"meta.weight_decay must be >= 0, got {self.weight_decay}"),
+            (self.batch_size >= 1, f"meta.batch_size must be >= 1, got {self.batch_size}"),
+            (self.epochs >= 1, f"meta.epochs must be >= 1, got {self.epochs}"),
+            (self.patience >= 1, f"meta.patience must be >= 1, got {self.patience}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """A whole training recipe."""
 
@@ -182,12 +262,27 @@ class RunConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     thresholds: ThresholdConfig = field(default_factory=ThresholdConfig)
+    stack: StackConfig | None = None
+    meta: MetaConfig = field(default_factory=MetaConfig)
 
     def __post_init__(self) -> None:
         if not self.name.strip():
             raise ConfigError("name: a recipe needs a name")
-        if len(self.encoders) != 1:
-            raise ConfigError(f"encoders: this version trains exactly one encoder, got {len(self.encoders)}")
+        if not self.encoders:
+            raise ConfigError("encoders: give at least one encoder")
+        if self.stack is None and len(self.encoders) != 1:
+            raise ConfigError(f"encoders: {len(self.encoders)} encoders need a [stack] section (a single-encoder "
+                              "recipe has exactly one)")
+        names = [e.label for e in self.encoders]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ConfigError(f"encoders: the name(s) {', '.join(duplicates)} appear twice; give each encoder a "
+                              "distinct name = \"...\"")
+
+    @property
+    def kind(self) -> str:
+        """``stacked`` for a stacked-ensemble recipe, ``encoder-classifier`` for one fine-tuned encoder."""
+        return "stacked" if self.stack is not None else "encoder-classifier"
 
     @property
     def encoder(self) -> EncoderConfig:
@@ -204,16 +299,21 @@ class RunConfig:
             "loss": dataclasses.asdict(self.loss),
             "thresholds": dataclasses.asdict(self.thresholds),
         }
+        if self.stack is not None:
+            out["stack"] = dataclasses.asdict(self.stack)
+            out["meta"] = dataclasses.asdict(self.meta)
         return out
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
         if not isinstance(raw, dict):
             raise ConfigError("a recipe must be a table of sections")
-        known = {"name", "description", "data", "encoders", "text", "training", "loss", "thresholds"}
+        known = {"name", "description", "data", "encoders", "text", "training", "loss", "thresholds", "stack", "meta"}
         _reject_unknown(raw, known, "recipe")
         if "data" not in raw:
             raise ConfigError("recipe: missing [data] section")
+        if "meta" in raw and "stack" not in raw:
+            raise ConfigError("recipe: a [meta] section configures a stacked ensemble; add a [stack] section too")
         encoders = raw.get("encoders")
         if not isinstance(encoders, list) or not encoders:
             raise ConfigError("recipe: missing [[encoders]] (give at least one encoder with a source)")
@@ -230,6 +330,8 @@ class RunConfig:
             training=_build(TrainingConfig, raw.get("training", {}), "training"),
             loss=_build(LossConfig, raw.get("loss", {}), "loss"),
             thresholds=_build(ThresholdConfig, raw.get("thresholds", {}), "thresholds"),
+            stack=_build(StackConfig, raw["stack"], "stack") if "stack" in raw else None,
+            meta=_build(MetaConfig, raw.get("meta", {}), "meta"),
         )
 
     def replace(self, **sections: Any) -> RunConfig:

@@ -464,8 +464,11 @@ def _make_hybrid(
     correlation_weight: float = 0.1,
     contrastive_weight: float = 0.1,
     temperature: float = 0.1,
+    class_weighting: bool = True,
 ) -> MultiLabelLoss:
-    return HybridLoss(inverse_frequency_weights(train_labels, train_mask, max_weight=max_weight),
+    """``class_weighting=False`` replaces the class-weighted BCE term by plain BCE (for ablations)."""
+    weights = inverse_frequency_weights(train_labels, train_mask, max_weight=max_weight)
+    return HybridLoss(weights if class_weighting else np.ones_like(weights),
                       cooccurrence_target(train_labels, train_mask), bce_weight=bce_weight,
                       correlation_weight=correlation_weight, contrastive_weight=contrastive_weight,
                       temperature=temperature)

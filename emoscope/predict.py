@@ -43,19 +43,28 @@ class Predictor:
         self.path = Path(bundle)
         self.manifest = bundle_io.read_manifest(self.path, verify=verify)
         spec = self.manifest["model"]
-        if spec.get("kind") != "encoder-classifier":
-            raise BundleError(f"{self.path}: model kind {spec.get('kind')!r} is not supported by this EmoScope version")
+        self.kind = spec.get("kind")
+        if self.kind not in ("encoder-classifier", "stacked"):
+            raise BundleError(f"{self.path}: model kind {self.kind!r} is not supported by this EmoScope version")
         self.labels: list[str] = list(self.manifest["labels"])
         if spec.get("n_labels") != len(self.labels):
             raise BundleError(f"{self.path}: the manifest lists {len(self.labels)} labels but the model has {spec.get('n_labels')}")
         self.thresholds = np.asarray(self.manifest["thresholds"], dtype=np.float32)
         self.device = pick_device(device)
         self.batch_size = batch_size
+        self.text_encoder: TextEncoder | None = None
+        if self.kind == "stacked":
+            from emoscope.stack import load_stacked
+
+            self.model = load_stacked(self.path, self.manifest).to(self.device)
+            self.max_length = max(e["max_length"] for e in spec["encoders"])
+            return
         model, tokenizer = EncoderClassifier.load(self.path / spec["path"], n_labels=len(self.labels), pooling=spec["pooling"])
         self.model = model.to(self.device)
         self.text_encoder = TextEncoder(
             tokenizer, NormalizerConfig.from_dict(self.manifest.get("text", {})), spec["max_length"],
             prefix=spec["encoders"][0].get("text_prefix", ""))
+        self.max_length = spec["max_length"]
 
     @property
     def name(self) -> str:
@@ -76,12 +85,14 @@ class Predictor:
         cut, was_cut = truncate(text, MAX_CHARS)
         if was_cut:
             warnings.warn(f"text {index} has {len(text):,} characters; only the first {len(cut):,} are used "
-                          f"(the model reads at most {self.text_encoder.max_length} tokens anyway)", stacklevel=3)
+                          f"(the model reads at most {self.max_length} tokens anyway)", stacklevel=3)
         return cut, was_cut
 
     def _probs(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
+        if self.text_encoder is None:
+            return self.model.predict_proba(texts, self.batch_size, self.device)
         return predict_probs(self.model, self.text_encoder, self.text_encoder.token_ids(texts), self.batch_size, self.device)
 
     def predict(self, texts: Sequence[str], thresholds: Sequence[float] | None = None) -> list[Prediction]:

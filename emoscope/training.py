@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from emoscope import bundle as bundle_io
-from emoscope.config import RunConfig
+from emoscope.config import EncoderConfig, LossConfig, RunConfig
 from emoscope.data import Dataset, align_labels, combine, iterative_stratified_split, load_dataset, split_dataset
 from emoscope.encoders import SOURCES, load_encoder, text_prefix
 from emoscope.errors import ConfigError, DataError
@@ -128,16 +128,18 @@ def choose_thresholds(config: RunConfig, labels: np.ndarray, probs: np.ndarray,
     return np.full(labels.shape[1], config.thresholds.fallback)
 
 
-def loss_options(config: RunConfig) -> dict[str, Any]:
-    """The recipe's loss options that the chosen loss takes."""
-    if config.loss.name == "focal":
-        return {"gamma": config.loss.gamma}
+def loss_options(config: RunConfig | LossConfig) -> dict[str, Any]:
+    """The loss options that the chosen loss takes (from a recipe or a ``[loss]`` section)."""
+    loss = config.loss if isinstance(config, RunConfig) else config
+    if loss.name == "focal":
+        return {"gamma": loss.gamma}
     options: dict[str, Any] = {}
-    if config.loss.name in ("weighted_bce", "hybrid") and config.loss.max_weight is not None:
-        options["max_weight"] = config.loss.max_weight
-    if config.loss.name == "hybrid":
-        options.update(bce_weight=config.loss.bce_weight, correlation_weight=config.loss.correlation_weight,
-                       contrastive_weight=config.loss.contrastive_weight, temperature=config.loss.temperature)
+    if loss.name in ("weighted_bce", "hybrid") and loss.max_weight is not None:
+        options["max_weight"] = loss.max_weight
+    if loss.name == "hybrid":
+        options.update(bce_weight=loss.bce_weight, correlation_weight=loss.correlation_weight,
+                       contrastive_weight=loss.contrastive_weight, temperature=loss.temperature,
+                       class_weighting=loss.class_weighting)
     return options
 
 
@@ -161,29 +163,41 @@ def _optimizer(model: EncoderClassifier, config: RunConfig) -> torch.optim.Optim
     return torch.optim.AdamW([g for g in groups if g["params"]])
 
 
-def train(config: RunConfig, output: str | Path, *, overwrite: bool = False, progress: bool = True,
-          log: Logger = print) -> Path:
-    """Run a recipe end to end and write the bundle to ``output``; returns its path."""
-    output = Path(output)
-    if output.exists() and not overwrite:
-        raise ConfigError(f"{output} already exists; choose another --output or pass --overwrite")
-    started = time.perf_counter()
+@dataclass
+class FitResult:
+    """A fine-tuned single-encoder classifier (best epoch restored) and how it got there."""
+
+    model: EncoderClassifier
+    tokenizer: Any
+    text_encoder: TextEncoder
+    history: list[dict[str, Any]]
+    best_epoch: int
+    val_probs: np.ndarray
+    thresholds: np.ndarray
+
+
+def fit_classifier(config: RunConfig, enc_cfg: EncoderConfig, train_ds: Dataset, val_ds: Dataset, *,
+                   loss: LossConfig | None = None, progress: bool = True, log: Logger = print,
+                   device: torch.device | None = None) -> FitResult:
+    """Fine-tune one encoder with a linear head on ``train_ds``, early-stopping on ``val_ds``.
+
+    ``enc_cfg.fine_tune = false`` trains the head only (a linear probe on frozen features).
+    Used by :func:`train` and by stage 1 of the stacked ensemble (once per fold).
+    """
     seed_everything(config.training.seed)
     t = config.training
-    enc_cfg = config.encoder
-    device = pick_device(t.device)
-
-    data = load_training_data(config)
-    train_ds, val_ds = data.train, data.validation
+    loss = loss or config.loss
+    device = device or pick_device(t.device)
     labels = train_ds.label_names
-    log(f"[data] train {len(train_ds)} ({train_ds.name}), validation {len(val_ds)} ({val_ds.name})"
-        + (f", eval {len(data.eval)} ({data.eval.name})" if data.eval else "") + f"; labels: {', '.join(labels)}")
     if val_ds.labels.sum() == 0:
         raise DataError(f"the validation set {val_ds.name} has no positive labels; early stopping and thresholds need some")
 
     tokenizer, encoder = load_encoder(enc_cfg.source)
     model = EncoderClassifier(encoder, n_labels=len(labels), pooling=enc_cfg.pooling, dropout=enc_cfg.dropout)
-    if enc_cfg.freeze_embeddings:
+    if not enc_cfg.fine_tune:
+        model.encoder.requires_grad_(False)
+        log("[model] encoder frozen: only the head trains")
+    elif enc_cfg.freeze_embeddings:
         frozen = model.freeze_word_embeddings()
         log(f"[model] word embeddings frozen ({frozen / 1e6:.1f}M parameters)")
     model.to(device)
@@ -196,7 +210,7 @@ def train(config: RunConfig, output: str | Path, *, overwrite: bool = False, pro
     log(f"[tokenise] {time.perf_counter() - t0:.1f}s; mean length {np.mean([len(x) for x in train_ids]):.1f} tokens; "
         f"{truncated} training texts truncated at {enc_cfg.max_length}")
 
-    loss_fn = build_loss(config.loss.name, train_ds.labels, train_ds.label_mask, **loss_options(config)).to(device)
+    loss_fn = build_loss(loss.name, train_ds.labels, train_ds.label_mask, **loss_options(loss)).to(device)
     optimizer = _optimizer(model, config)
     steps_per_epoch = math.ceil(len(train_ds) / t.batch_size)
     total_steps = steps_per_epoch * t.epochs
@@ -272,6 +286,37 @@ def train(config: RunConfig, output: str | Path, *, overwrite: bool = False, pro
         model.load_state_dict(best_state, strict=False)
     val_probs = predict_probs(model, text_encoder, val_ids, t.eval_batch_size, device)
     thresholds = choose_thresholds(config, val_ds.labels, val_probs, val_ds.label_mask)
+    return FitResult(model=model, tokenizer=tokenizer, text_encoder=text_encoder, history=history,
+                     best_epoch=best_epoch, val_probs=val_probs, thresholds=thresholds)
+
+
+def train(config: RunConfig, output: str | Path, *, overwrite: bool = False, progress: bool = True,
+          log: Logger = print) -> Path:
+    """Run a recipe end to end and write the bundle to ``output``; returns its path.
+
+    A stacked recipe (one with a ``[stack]`` section) goes to :func:`emoscope.stack.train_stack`.
+    """
+    if config.kind == "stacked":
+        from emoscope.stack import train_stack
+
+        return train_stack(config, output, overwrite=overwrite, progress=progress, log=log)
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise ConfigError(f"{output} already exists; choose another --output or pass --overwrite")
+    started = time.perf_counter()
+    enc_cfg = config.encoder
+    device = pick_device(config.training.device)
+    t = config.training
+
+    data = load_training_data(config)
+    train_ds, val_ds = data.train, data.validation
+    labels = train_ds.label_names
+    log(f"[data] train {len(train_ds)} ({train_ds.name}), validation {len(val_ds)} ({val_ds.name})"
+        + (f", eval {len(data.eval)} ({data.eval.name})" if data.eval else "") + f"; labels: {', '.join(labels)}")
+    fit = fit_classifier(config, enc_cfg, train_ds, val_ds, progress=progress, log=log, device=device)
+    model, tokenizer, text_encoder = fit.model, fit.tokenizer, fit.text_encoder
+    encoder, history, best_epoch = model.encoder, fit.history, fit.best_epoch
+    val_probs, thresholds = fit.val_probs, fit.thresholds
     results = {"validation": compute_metrics(val_ds.labels, val_probs, thresholds, label_names=labels,
                                              label_mask=val_ds.label_mask)}
     if data.eval is not None:

@@ -56,7 +56,8 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-def build_tiny_encoder(folder: Path, texts: list[str]) -> Path:
+def build_tiny_encoder(folder: Path, texts: list[str], hidden_size: int = 32, seed: int = 0,
+                       vocab_size: int = 400) -> Path:
     """Train a WordPiece tokenizer on ``texts`` and save it with a random tiny BertModel."""
     import torch
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -67,14 +68,14 @@ def build_tiny_encoder(folder: Path, texts: list[str]) -> Path:
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=400, special_tokens=specials))
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
                                    sep_token="[SEP]", mask_token="[MASK]", model_max_length=128)
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=hidden_size, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=128, pad_token_id=0)
     model = BertModel(config, add_pooling_layer=False)
     folder.mkdir(parents=True, exist_ok=True)
@@ -100,6 +101,26 @@ def tiny_config(tiny_encoder: Path, tiny_data: dict[str, Path], **training):
         encoders=(EncoderConfig(source=str(tiny_encoder), pooling="mean", max_length=32, dropout=0.0),),
         training=TrainingConfig(**options),
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_b(tmp_path_factory) -> Path:
+    """A second tiny encoder with its own tokenizer (smaller vocabulary) and hidden size 24."""
+    texts = [r["text"] for r in make_rows(300, seed=4)]
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder-b") / "bert", texts, hidden_size=24, seed=1,
+                              vocab_size=250)
+
+
+def tiny_stack_config(encoders, tiny_data: dict[str, Path], folds: int = 2, loss: str = "hybrid", **training):
+    """A stacked recipe over tiny encoders: ``encoders`` is a list of (path, fine_tune) pairs."""
+    from emoscope.config import EncoderConfig, LossConfig, MetaConfig, StackConfig
+
+    base = tiny_config(encoders[0][0], tiny_data, **{"epochs": 4, "patience": 4, **training})
+    encs = tuple(EncoderConfig(source=str(path), name=f"tiny{i}", pooling="mean", max_length=32, dropout=0.0,
+                               fine_tune=fine_tune) for i, (path, fine_tune) in enumerate(encoders))
+    return base.replace(name="tiny-stack", encoders=encs, stack=StackConfig(folds=folds, max_words=16),
+                        meta=MetaConfig(hidden_size=16, dense_size=16, epochs=30, patience=30, lr=1e-2, dropout=0.1),
+                        loss=LossConfig(name=loss))
 
 
 @pytest.fixture(scope="session")
