@@ -29,6 +29,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ablate(args: argparse.Namespace) -> int:
+    from emoscope.ablate import run_ablation, save_json, to_markdown, write_into
+    from emoscope.config import load_config
+
+    config = load_config(args.config)
+    result = run_ablation(config, seeds=args.seeds, progress=not args.quiet)
+    command = "emoscope ablate " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else f"emoscope ablate --config {args.config}"
+    markdown = to_markdown(result, command)
+    output = Path(args.output) if args.output else Path("docs") / "ablations" / f"{config.name}.md"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(markdown, encoding="utf-8")
+    save_json(result, output.with_suffix(".json"))
+    if args.into:
+        write_into(Path(args.into), config.name, markdown)
+    print(markdown)
+    print(f"written to {output} (and {output.with_suffix('.json').name})" + (f" and {args.into}" if args.into else ""))
+    return 0
+
+
 def _reader_options(args: argparse.Namespace) -> dict[str, str]:
     """Reader options the user set (known formats refuse options they do not take)."""
     return {"text_column": args.text_column} if args.text_column else {}
@@ -126,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="override the recipe's maximum number of epochs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("ablate", help="train and score every variant of a stacked recipe (losses, terms, stacking, thresholds)")
+    p.add_argument("--config", required=True, help="stacked recipe, e.g. training/configs/brighter-arq-stack.toml")
+    p.add_argument("--output", help="Markdown file (default: docs/ablations/<recipe>.md; the JSON goes next to it)")
+    p.add_argument("--into", help="also put the table into this Markdown file, between ablation:<recipe> markers")
+    p.add_argument("--seeds", type=int, default=1, help="meta-learner seeds per variant (scores are averaged)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_ablate)
 
     p = sub.add_parser("evaluate", help="all metrics of a bundle on a labelled dataset")
     p.add_argument("--model", required=True, help="bundle directory")

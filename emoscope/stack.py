@@ -374,6 +374,12 @@ class BaseModel:
     source: str
     pooling: str
 
+    def fingerprint(self) -> str | None:
+        """The weights fingerprint without loading the model, when it is known (else None)."""
+        if self.folder is not None:
+            return json.loads((self.folder / "info.json").read_text(encoding="utf-8")).get("fingerprint")
+        return _known_fingerprints().get(_source_stamp(self.source) or "")
+
     def load(self) -> tuple[Any, nn.Module]:
         """``(tokenizer, encoder)``."""
         if self.folder is None:
@@ -381,6 +387,41 @@ class BaseModel:
         n_labels = json.loads((self.folder / "info.json").read_text(encoding="utf-8"))["n_labels"]
         model, tokenizer = EncoderClassifier.load(self.folder, n_labels=n_labels, pooling=self.pooling)
         return tokenizer, model.encoder
+
+
+def _source_stamp(source: str) -> str | None:
+    """Path, size and mtime of a local source's weight files (None for a hub id)."""
+    from emoscope.encoders import resolve_source
+
+    folder = Path(resolve_source(source))
+    if not folder.is_dir():
+        return None
+    files = sorted(f for f in folder.iterdir() if f.suffix in (".safetensors", ".bin"))
+    return "|".join([str(folder.resolve())] + [f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files])
+
+
+def _fingerprints_file() -> Path:
+    return cache_dir() / "fingerprints.json"
+
+
+def _known_fingerprints() -> dict[str, str]:
+    try:
+        return json.loads(_fingerprints_file().read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+
+
+def _remember_fingerprint(source: str, fingerprint: str) -> None:
+    stamp = _source_stamp(source)
+    if stamp is None:
+        return
+    known = _known_fingerprints()
+    known[stamp] = fingerprint
+    path = _fingerprints_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".fingerprints.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(json.dumps(known), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def embed_texts(model: BaseModel, keys: Sequence[str], *, allow_seen: bool = False) -> None:
@@ -451,6 +492,7 @@ def _finetune(config: RunConfig, enc_index: int, role: str, train_ds: Dataset, v
         save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in probs.items()}, str(tmp / "probs.safetensors"))
         info = {"encoder": name, "role": role, "n_labels": len(train_ds.label_names), "n_train": len(train_ds),
                 "trained_on_digest": keys_digest, "trained_on": sorted(trained_on), "best_epoch": fit.best_epoch,
+                "fingerprint": weights_fingerprint(fit.model.encoder),
                 "thresholds": [float(x) for x in fit.thresholds], "history": fit.history,
                 "seconds": round(time.perf_counter() - started, 1), "peak_rss_mb": round(peak_rss_mb(), 1)}
         (tmp / "info.json").write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
@@ -574,6 +616,8 @@ def prepare_stack(config: RunConfig, data: Any, *, work: Path | None = None, pro
             loaded: dict[str, Any] = {}
 
             def compute(positions: list[int], split_words: list[list[str]], _loaded=loaded, _model=model) -> WordEmbeddings:
+                if "pair" not in _loaded:
+                    _loaded["pair"] = _model.load()
                 tokenizer, encoder = _loaded["pair"]
                 we = WordEncoder(tokenizer, normalizer, enc_cfg.max_length, stack.max_words, text_prefix(enc_cfg.source))
                 return extract_word_embeddings(encoder.to(device), we, [split_words[p] for p in positions],
@@ -586,9 +630,14 @@ def prepare_stack(config: RunConfig, data: Any, *, work: Path | None = None, pro
                 split_keys = [keys[base_split][p] for p in positions]
                 split_words = [words[base_split][p] for p in positions]
                 embed_texts(model, split_keys, allow_seen=allow_seen)
-                if "pair" not in loaded:
-                    loaded["pair"] = model.load()
-                    loaded["key"] = _encoder_key(loaded["pair"], enc_cfg, normalizer, stack)
+                if "key" not in loaded:
+                    fingerprint = model.fingerprint()
+                    if fingerprint is None:
+                        loaded["pair"] = model.load()
+                        fingerprint = weights_fingerprint(loaded["pair"][1])
+                        if model.folder is None:
+                            _remember_fingerprint(model.source, fingerprint)
+                    loaded["key"] = _encoder_key(fingerprint, enc_cfg, normalizer, stack)
                 emb, hits = cache.get(loaded["key"], split_keys,
                                       lambda pos, _w=split_words: compute(pos, _w))
                 log(f"[stage 2] {name}/{model.role} → {split}: {len(positions)} texts ({hits} from the cache)")
@@ -610,10 +659,9 @@ def prepare_stack(config: RunConfig, data: Any, *, work: Path | None = None, pro
     )
 
 
-def _encoder_key(pair: tuple[Any, nn.Module], enc_cfg: Any, normalizer: NormalizerConfig, stack: Any) -> str:
-    tokenizer, encoder = pair
-    raw = {"weights": weights_fingerprint(encoder), "tokenizer": [type(tokenizer).__name__, len(tokenizer)],
-           "max_length": enc_cfg.max_length, "prefix": text_prefix(enc_cfg.source), "text": normalizer.to_dict(),
+def _encoder_key(fingerprint: str, enc_cfg: Any, normalizer: NormalizerConfig, stack: Any) -> str:
+    """Cache key of one encoder's word vectors: its weights and everything that shapes its input."""
+    raw = {"weights": fingerprint, "max_length": enc_cfg.max_length, "prefix": text_prefix(enc_cfg.source), "text": normalizer.to_dict(),
            "max_words": stack.max_words, "word_pooling": stack.word_pooling}
     return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:24]
 

@@ -1,0 +1,378 @@
+"""The stacked ensemble on tiny encoders: word pooling, folds, leakage guard, cache, bundle, refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_stack_config
+from emoscope import stack as stack_mod
+from emoscope.errors import BundleError, ConfigError
+from emoscope.stack import (
+    EmbeddingCache,
+    LeakageError,
+    MetaLearner,
+    WordEmbeddings,
+    WordEncoder,
+    fold_assignments,
+    pool_words,
+    shared_words,
+    text_key,
+)
+from emoscope.text import NormalizerConfig
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """Each test gets its own cache (work folders, embeddings, fingerprints)."""
+    monkeypatch.setenv("EMOSCOPE_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def test_pool_words_mean_and_first_by_hand():
+    hidden = torch.tensor([[[1.0, 0.0], [2.0, 2.0], [4.0, 6.0], [9.0, 9.0], [5.0, 5.0]]])
+    # token 0 special, tokens 1-2 are word 0, token 3 is word 1, token 4 special; word 2 was cut off
+    word_index = torch.tensor([[-1, 0, 0, 1, -1]])
+    mean = pool_words(hidden, word_index, 3, "mean")
+    torch.testing.assert_close(mean, torch.tensor([[[3.0, 4.0], [9.0, 9.0], [0.0, 0.0]]]))
+    first = pool_words(hidden, word_index, 3, "first")
+    torch.testing.assert_close(first, torch.tensor([[[2.0, 2.0], [9.0, 9.0], [0.0, 0.0]]]))
+    with pytest.raises(ValueError, match="word pooling"):
+        pool_words(hidden, word_index, 3, "max")
+
+
+def test_word_encoders_of_different_tokenizers_line_up(tiny_encoder, tiny_encoder_b):
+    from transformers import AutoTokenizer
+
+    normalizer = NormalizerConfig()
+    a = WordEncoder(AutoTokenizer.from_pretrained(tiny_encoder), normalizer, 32, 16)
+    b = WordEncoder(AutoTokenizer.from_pretrained(tiny_encoder_b), normalizer, 32, 16, prefix="query:")
+    text = "the furious day 😀 كان غاضب!!"
+    words = a.words(text)
+    assert words == b.words(text) == shared_words(text, normalizer, 16)
+    for encoder in (a, b):
+        (ids, index), = encoder.encode([words])
+        assert len(ids) == len(index)
+        assert sorted(set(index) - {-1}) == list(range(len(words)))  # every word has a token
+        assert index[0] == -1 and index[-1] == -1  # specials
+    (_, index_b), = b.encode([words])
+    assert index_b[1] == -1  # the "query:" prefix word maps to no shared word
+    assert shared_words("ـــ", normalizer, 16) == [""]  # a text of only tatweel is one unknown word
+    assert len(shared_words(" ".join(["w"] * 40), normalizer, 16)) == 16
+
+
+def test_meta_learner_poolings_ignore_padding():
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 6)
+    for pooling in ("attention", "max", "mean"):
+        meta = MetaLearner([4, 2], n_labels=3, hidden_size=4, pooling=pooling, dense_size=0).eval()
+        short = meta(x[:1, :3], torch.tensor([3]))
+        padded = x[:1].clone()
+        padded[:, 3:] = 1e3  # garbage after the real words must not matter
+        logits, features = meta(padded, torch.tensor([3]), return_features=True)
+        torch.testing.assert_close(logits, short)
+        assert features.shape == (1, 8)
+
+
+def test_fold_assignments_stratify_and_keep_copies_together():
+    rng = np.random.default_rng(0)
+    labels = (rng.random((90, 3)) < [0.5, 0.3, 0.1]).astype(np.uint8)
+    keys = [f"t{i}" for i in range(90)]
+    keys[10] = keys[50] = keys[80] = "same"
+    folds = fold_assignments(labels, keys, 3, seed=1)
+    assert set(folds) == {0, 1, 2}
+    assert folds[10] == folds[50] == folds[80]
+    for f in range(3):
+        assert 20 <= (folds == f).sum() <= 40
+        # every label's positives spread over the folds
+        assert (labels[folds == f].sum(0) > 0).all()
+    with pytest.raises(ConfigError, match="at least 3"):
+        fold_assignments(labels[:2], keys[:2], 3, seed=1)
+
+
+def test_embed_texts_refuses_training_texts():
+    model = stack_mod.BaseModel("enc", "fold-1", None, frozenset({"a", "b"}), "x", "mean")
+    stack_mod.embed_texts(model, ["c", "d"])
+    with pytest.raises(LeakageError, match="fine-tuned on 1 of the 2"):
+        stack_mod.embed_texts(model, ["a", "d"])
+    stack_mod.embed_texts(model, ["a", "d"], allow_seen=True)  # the naive variant, on purpose
+
+
+def test_embedding_cache_computes_each_text_once(tmp_path):
+    cache = EmbeddingCache(tmp_path / "emb")
+    calls = []
+
+    def compute(positions):
+        calls.append(list(positions))
+        rows = [np.full((i + 1, 2), float(i), np.float32) for i in positions]
+        return WordEmbeddings(np.concatenate(rows), np.concatenate([[0], np.cumsum([len(r) for r in rows])]))
+
+    first, hits = cache.get("enc", ["k0", "k1", "k0"], compute)
+    assert hits == 0 and calls == [[0, 1]]  # the repeated text is embedded once
+    assert first.lengths().tolist() == [1, 2, 1]
+    again, hits = cache.get("enc", ["k1", "k2"], lambda pos: compute([p + 1 for p in pos]))
+    assert hits == 1 and calls[-1] == [2]
+    np.testing.assert_array_equal(again.rows([0])[0], first.rows([1])[0])
+    assert EmbeddingCache(None).get("enc", ["k0"], compute)[1] == 0
+
+
+def test_out_of_fold_stage2_never_embeds_a_text_with_a_model_trained_on_it(tiny_encoder, tiny_encoder_b,
+                                                                         tiny_data, monkeypatch):
+    from emoscope.training import load_training_data
+
+    config = tiny_stack_config([(tiny_encoder, True), (tiny_encoder_b, True)], tiny_data, folds=3, epochs=1)
+    data = load_training_data(config)
+    # a validation text that is also a training text must go to the fold model that held it out
+    data.validation.texts[0] = data.train.texts[5]
+    calls = []
+    real = stack_mod.embed_texts
+
+    def spy(model, keys, *, allow_seen=False):
+        calls.append((model, list(keys), allow_seen))
+        return real(model, keys, allow_seen=allow_seen)
+
+    monkeypatch.setattr(stack_mod, "embed_texts", spy)
+    stacked = stack_mod.prepare_stack(config, data, progress=False, log=quiet)
+    checked = 0
+    for model, keys, allow_seen in calls:
+        if model.role == "pretrained":
+            continue
+        if allow_seen:  # only the naive variant's training embeddings, by the full model
+            assert model.role == "full" and len(keys) == len(data.train)
+            continue
+        assert not set(keys) & model.trained_on, f"{model.encoder}/{model.role} embedded a text it was trained on"
+        checked += len(keys)
+    train_keys = {text_key(shared_words(t, config.text, config.stack.max_words)) for t in data.train.texts}
+    assert checked >= 2 * len(data.train)  # both encoders' out-of-fold training embeddings went through the guard
+    fold_models = [m for m, _, _ in calls if m.role.startswith("fold")]
+    assert {m.role for m in fold_models} == {"fold-1", "fold-2", "fold-3"}
+    for m in fold_models:  # each fold model saw two thirds of the training texts
+        assert 0.5 * len(train_keys) < len(m.trained_on) < 0.8 * len(train_keys)
+    assert stacked.train_oof is not None and len(stacked.train_oof[0]) == len(data.train)
+    # out-of-fold and naive training embeddings differ; validation embeddings line up across encoders
+    assert not np.allclose(stacked.train_oof[0].flat, stacked.train_naive[0].flat)
+    assert np.array_equal(stacked.validation[0].offsets, stacked.validation[1].offsets)
+
+
+def test_stack_trains_saves_loads_and_predicts_identically(tiny_encoder, tiny_encoder_b, tiny_data, tmp_path):
+    from emoscope.bundle import read_manifest, read_validation
+    from emoscope.predict import Predictor
+    from emoscope.stack import train_stack
+
+    config = tiny_stack_config([(tiny_encoder, True), (tiny_encoder_b, False)], tiny_data, folds=2)
+    logs: list[str] = []
+    path = train_stack(config, tmp_path / "stack", progress=False, log=logs.append)
+    manifest = read_manifest(path)
+    assert manifest["model"]["kind"] == "stacked"
+    assert [e["name"] for e in manifest["model"]["encoders"]] == ["tiny0", "tiny1"]
+    assert [e["fine_tuned"] for e in manifest["model"]["encoders"]] == [True, False]
+    assert manifest["metrics"]["validation"]["macro_f1"] > 0.6  # the cue words are learnable
+    stages = manifest["training"]["stages"]
+    assert set(stages) >= {"finetune_seconds", "embed_seconds", "meta_seconds"}
+
+    predictor = Predictor(path)
+    validation = read_validation(path, manifest)
+    np.testing.assert_allclose(predictor.predict_proba(validation.texts), validation.probs, atol=2e-5)
+    again = Predictor(path).predict(["we felt so furious and scared today"])[0]
+    assert again.probabilities == predictor.predict(["we felt so furious and scared today"])[0].probabilities
+    assert set(again.labels) <= set(predictor.labels)
+
+    # a rerun reuses stage 1 and every embedding, and gives the same model
+    logs.clear()
+    path2 = train_stack(config, tmp_path / "stack2", progress=False, log=logs.append)
+    assert any("reusing the finished model" in line for line in logs)
+    assert all("(0 from the cache)" not in line for line in logs if line.startswith("[stage 2]"))
+    np.testing.assert_allclose(read_validation(path2, read_manifest(path2)).probs, validation.probs, atol=1e-6)
+
+
+def test_half_finished_stage1_resumes(tiny_encoder, tiny_data, tmp_path):
+    from emoscope.stack import train_stack
+
+    config = tiny_stack_config([(tiny_encoder, True)], tiny_data, folds=2, epochs=1)
+    work = tmp_path / "work"
+    train_stack(config, tmp_path / "a", progress=False, log=quiet, work=work)
+    # simulate a run killed during fold 2: its folder never got renamed into place
+    shutil.rmtree(work / "stage1" / "tiny0" / "fold-2")
+    logs: list[str] = []
+    train_stack(config, tmp_path / "b", progress=False, log=logs.append, work=work)
+    assert any("tiny0/full: reusing" in line for line in logs)
+    assert any("tiny0/fold-1: reusing" in line for line in logs)
+    assert any("tiny0/fold-2: fine-tuning" in line for line in logs)
+
+
+@pytest.fixture(scope="module")
+def stacked_bundle(tiny_encoder, tiny_encoder_b, tiny_data, tmp_path_factory):
+    import os
+
+    from emoscope.stack import train_stack
+
+    old = os.environ.get("EMOSCOPE_CACHE_DIR")
+    os.environ["EMOSCOPE_CACHE_DIR"] = str(tmp_path_factory.mktemp("stack-cache"))
+    try:
+        config = tiny_stack_config([(tiny_encoder, False), (tiny_encoder_b, False)], tiny_data, folds=0)
+        return train_stack(replace(config, meta=replace(config.meta, epochs=3)),
+                           tmp_path_factory.mktemp("stacked") / "b", progress=False, log=quiet)
+    finally:
+        if old is None:
+            os.environ.pop("EMOSCOPE_CACHE_DIR")
+        else:
+            os.environ["EMOSCOPE_CACHE_DIR"] = old
+
+
+def test_bundle_with_swapped_encoders_is_refused(stacked_bundle, tmp_path):
+    from emoscope.predict import Predictor
+
+    copy = shutil.copytree(stacked_bundle, tmp_path / "swapped")
+    root = copy / "model" / "encoders"
+    a, b = sorted(root.iterdir())
+    a.rename(root / "tmp")
+    b.rename(a)
+    (root / "tmp").rename(b)
+    with pytest.raises(BundleError, match="sha256|bytes"):
+        Predictor(copy)  # the file table catches it first
+    # someone "repairs" the file table: the meta-learner's encoder fingerprints still refuse it
+    from emoscope.fsutil import sha256_file
+
+    manifest = json.loads((copy / "manifest.json").read_text(encoding="utf-8"))
+    manifest["files"] = {rel: {"size": (copy / rel).stat().st_size, "sha256": sha256_file(copy / rel)}
+                         for rel in manifest["files"]}
+    (copy / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(BundleError, match="encoder 0 \\(tiny0\\).*swapped or replaced"):
+        Predictor(copy)
+
+
+def test_bundle_whose_labels_no_longer_match_the_meta_learner_is_refused(stacked_bundle, tmp_path):
+    from emoscope.predict import Predictor
+
+    copy = shutil.copytree(stacked_bundle, tmp_path / "relabelled")
+    manifest = json.loads((copy / "manifest.json").read_text(encoding="utf-8"))
+    manifest["labels"] = list(reversed(manifest["labels"]))
+    (copy / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(BundleError, match="does not match the labels the meta-learner was trained on"):
+        Predictor(copy, verify=False)
+
+
+def test_frozen_stack_config_validation():
+    from emoscope.config import EncoderConfig, MetaConfig, RunConfig, StackConfig
+
+    with pytest.raises(ConfigError, match="stack.folds"):
+        StackConfig(folds=1)
+    with pytest.raises(ConfigError, match="meta.pooling"):
+        MetaConfig(pooling="last")
+    with pytest.raises(ConfigError, match="need a \\[stack\\] section"):
+        RunConfig.from_dict({"name": "x", "data": {"train": "a"}, "encoders": [{"source": "a"}, {"source": "b"}]})
+    with pytest.raises(ConfigError, match="appear twice"):
+        RunConfig.from_dict({"name": "x", "data": {"train": "a"}, "stack": {},
+                             "encoders": [{"source": "me5-small"}, {"source": "me5-small"}]})
+    with pytest.raises(ConfigError, match="add a \\[stack\\] section"):
+        RunConfig.from_dict({"name": "x", "data": {"train": "a"}, "encoders": [{"source": "a"}], "meta": {}})
+    config = RunConfig.from_dict({"name": "x", "data": {"train": "a"}, "stack": {"folds": 0},
+                                  "encoders": [{"source": "me5-small", "name": "a"},
+                                               {"source": "me5-small", "name": "b", "fine_tune": False}]})
+    assert config.kind == "stacked" and RunConfig.from_dict(config.to_dict()) == config
+    assert EncoderConfig(source="/x/y/model/").label == "model"
+
+
+def test_every_recipe_validates():
+    from emoscope.config import load_config
+
+    recipes = sorted(Path("training/configs").glob("*.toml"))
+    assert len(recipes) >= 12
+    kinds = {load_config(path).name: load_config(path).kind for path in recipes}
+    for name in ("arabic-paper-hub", "smoke-stack", "default", "brighter-eng-stack", "brighter-arq-stack",
+                 "brighter-ary-stack", "semeval2018-ar-stack", "semeval2018-ar-en-stack"):
+        assert kinds[name] == "stacked", name
+
+
+def test_paper_recipe_runs_with_tiny_local_encoders_in_place_of_hub_ids(tiny_encoder, tiny_encoder_b, tiny_data,
+                                                                        tmp_path):
+    """The hub-id recipe cannot download here; the same code path runs with local encoders swapped in."""
+    from emoscope.config import DataConfig, load_config
+    from emoscope.predict import Predictor
+    from emoscope.stack import train_stack
+
+    paper = load_config("training/configs/arabic-paper-hub.toml")
+    assert [e.source for e in paper.encoders] == ["asafaya/bert-base-arabic", "UBC-NLP/MARBERT",
+                                                  "aubmindlab/bert-base-arabertv02"]
+    local = [tiny_encoder, tiny_encoder_b, tiny_encoder]
+    config = paper.replace(
+        data=DataConfig(train=str(tiny_data["train"]), validation=str(tiny_data["dev"])),
+        encoders=tuple(replace(e, source=str(path), max_length=32) for e, path in zip(paper.encoders, local)),
+        training=replace(paper.training, epochs=1, lr=3e-3, batch_size=16),
+        stack=replace(paper.stack, folds=2),
+        meta=replace(paper.meta, hidden_size=16, dense_size=16, epochs=3),
+    )
+    path = train_stack(config, tmp_path / "paper", progress=False, log=quiet)
+    predictor = Predictor(path)
+    assert [e["name"] for e in predictor.manifest["model"]["encoders"]] == ["arabicbert", "marbert", "arabert"]
+    assert predictor.predict_proba(["happy day"]).shape == (1, 4)
+
+
+def test_ablation_table_has_every_variant(tiny_encoder, tiny_encoder_b, tiny_data, tmp_path):
+    from emoscope.ablate import run_ablation, to_markdown, write_into
+
+    config = tiny_stack_config([(tiny_encoder, True), (tiny_encoder_b, False)], tiny_data, folds=2, epochs=2)
+    config = replace(config, meta=replace(config.meta, epochs=4))
+    result = run_ablation(config, seeds=2, log=quiet)
+    names = [r["name"] for r in result["rows"]]
+    assert names[0] == "tiny0 alone, fine-tuned classifier (stage 1)"
+    for expected in ("tiny0 alone → meta-learner (hybrid)", "tiny1 alone → meta-learner (hybrid)", "stack, BCE",
+                     "stack, weighted BCE", "stack, focal", "stack, hybrid", "hybrid − class weighting",
+                     "hybrid − label correlation", "hybrid − contrastive", "hybrid, naive stacking",
+                     "stack, hybrid, thresholds 0.5 (no tuning)"):
+        assert expected in names
+    main = next(r for r in result["rows"] if r.get("main"))
+    assert main["seeds"] == 2 and set(main["per_class_f1"]) == set(result["labels"])
+    assert 0.0 <= main["macro_f1"] <= 1.0 and main["macro_f1_std"] >= 0.0
+    markdown = to_markdown(result, "emoscope ablate --config tiny.toml")
+    assert "| **stack, hybrid** |" in markdown and "Per-class F1" in markdown
+    target = tmp_path / "BENCH.md"
+    target.write_text("# Benchmarks\n\n<!-- ablation:tiny-stack:start -->\nOUTDATED TABLE\n<!-- ablation:tiny-stack:end -->\ntail\n")
+    write_into(target, "tiny-stack", markdown)
+    text = target.read_text()
+    assert "OUTDATED TABLE" not in text and text.endswith("tail\n") and text.count("ablation:tiny-stack:start") == 1
+
+
+def test_cli_trains_evaluates_and_predicts_a_stacked_recipe(tiny_encoder, tiny_encoder_b, tiny_data, tmp_path, capsys):
+    from emoscope.cli import main
+
+    recipe = tmp_path / "tiny-stack.toml"
+    recipe.write_text(f"""
+name = "tiny-stack"
+[data]
+train = "{tiny_data['train']}"
+validation = "{tiny_data['dev']}"
+[[encoders]]
+name = "a"
+source = "{tiny_encoder}"
+max_length = 32
+fine_tune = false
+[[encoders]]
+name = "b"
+source = "{tiny_encoder_b}"
+max_length = 32
+fine_tune = false
+[stack]
+folds = 0
+[meta]
+hidden_size = 16
+dense_size = 16
+epochs = 3
+[loss]
+name = "hybrid"
+""", encoding="utf-8")
+    out = tmp_path / "bundle"
+    assert main(["train", "--config", str(recipe), "--output", str(out), "--quiet"]) == 0
+    assert main(["evaluate", "--model", str(out), "--data", str(tiny_data["dev"])]) == 0
+    assert "macro" in capsys.readouterr().out
+    assert main(["predict", "--model", str(out), "--text", "so furious", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["probabilities"]
