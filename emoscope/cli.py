@@ -25,7 +25,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         config = config.replace(training=replace(config.training, epochs=args.epochs))
     output = Path(args.output) if args.output else Path(args.models_dir) / config.name
-    train(config, output, overwrite=args.overwrite, progress=not args.quiet)
+    if config.kind == "stacked":
+        from emoscope.stack import train_stack
+
+        train_stack(config, output, overwrite=args.overwrite, progress=not args.quiet,
+                    work=Path(args.work_dir) if args.work_dir else None)
+    else:
+        if args.work_dir:
+            raise InputError("--work-dir is for stacked recipes (it keeps their stage-1 models)")
+        train(config, output, overwrite=args.overwrite, progress=not args.quiet)
     return 0
 
 
@@ -34,7 +42,8 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     from emoscope.config import load_config
 
     config = load_config(args.config)
-    result = run_ablation(config, seeds=args.seeds, progress=not args.quiet)
+    result = run_ablation(config, seeds=args.seeds, progress=not args.quiet,
+                          work=Path(args.work_dir) if args.work_dir else None)
     command = "emoscope ablate " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else f"emoscope ablate --config {args.config}"
     markdown = to_markdown(result, command)
     output = Path(args.output) if args.output else Path("docs") / "ablations" / f"{config.name}.md"
@@ -144,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle (only once the new one is complete)")
     p.add_argument("--epochs", type=int, help="override the recipe's maximum number of epochs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--work-dir", help="stacked recipes: where stage-1 models are kept between runs "
+                                      "(default: EMOSCOPE_CACHE_DIR/stack-work/<recipe>-<hash>)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("ablate", help="train and score every variant of a stacked recipe (losses, terms, stacking, thresholds)")
@@ -151,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="Markdown file (default: docs/ablations/<recipe>.md; the JSON goes next to it)")
     p.add_argument("--into", help="also put the table into this Markdown file, between ablation:<recipe> markers")
     p.add_argument("--seeds", type=int, default=1, help="meta-learner seeds per variant (scores are averaged)")
+    p.add_argument("--work-dir", help="where stage-1 models are kept (default: as for train)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_ablate)
 

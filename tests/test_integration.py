@@ -117,3 +117,36 @@ def test_mpnet_base_loads_when_installed():
     tokenizer, model = load_encoder("mpnet-base")
     assert model.config.model_type == "mpnet" and model.config.hidden_size == 768
     assert tokenizer(["hello", "world"], is_split_into_words=True).word_ids() == [None, 0, 1, None]
+
+
+@needs_data
+def test_smoke_stack_recipe_trains_predicts_and_reruns_from_the_cache(tmp_path):
+    """The stacked recipe with the real packaged encoders (MiniLM fine-tuned out-of-fold + me5 frozen)."""
+    import os
+
+    env = os.environ.copy()
+    recipe = str(ROOT / "training" / "configs" / "smoke-stack.toml")
+    out = tmp_path / "smoke-stack"
+    work = ["--work-dir", str(tmp_path / "work")]  # stage-1 models stay out of the user's cache
+    proc = subprocess.run([sys.executable, "-m", "emoscope.cli", "train", "--config", recipe, "--output", str(out),
+                           "--quiet", *work], capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["kind"] == "stacked"
+    assert [e["source"] for e in manifest["model"]["encoders"]] == ["minilm-l6", "me5-small"]
+    assert [e["text_prefix"] for e in manifest["model"]["encoders"]] == ["", "query:"]
+    from emoscope.bundle import read_validation
+    from emoscope.predict import Predictor
+
+    predictor = Predictor(out)
+    validation = read_validation(out, manifest)
+    np.testing.assert_allclose(predictor.predict_proba(validation.texts), validation.probs, atol=2e-5)
+    arabic = predictor.predict(["أنا خائف جداً من الغد 😨"])[0]
+    assert arabic.language == "ar" and set(arabic.probabilities) == set(manifest["labels"])
+    # a second run reuses stage 1 and every word vector
+    proc = subprocess.run([sys.executable, "-m", "emoscope.cli", "train", "--config", recipe, "--output",
+                           str(tmp_path / "again"), "--quiet", *work], capture_output=True, text=True, timeout=900,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "reusing the finished model" in proc.stdout
+    assert "(0 from the cache)" not in proc.stdout
