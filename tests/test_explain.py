@@ -1,0 +1,250 @@
+"""Explanations on tiny models whose attributions are known by construction, IG completeness,
+Captum agreement, faithfulness, HTML safety and bidi, caching, and bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from emoscope.errors import InputError
+from emoscope.explain import (
+    Explanation,
+    ExplainModel,
+    explain,
+    explain_cached,
+    faithfulness,
+    random_scores,
+    render_html,
+)
+from emoscope.predict import Predictor
+
+CUE = "furious"
+LABELS = ["anger", "fear", "joy", "sadness"]
+
+
+def build_cue_bundle(folder: Path, tiny_encoder: Path) -> Path:
+    """A one-layer BERT classifier built by hand so that the word "furious" alone drives "anger".
+
+    Every embedding is zero except the cue word's, so only the cue differs from the padding
+    baseline; the attention query is a constant aimed at the cue's key, so every token attends
+    to the cue; the head reads the cue's direction for "anger" only. LIME, attention and IG must
+    all rank the cue first for "anger".
+    """
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from emoscope import bundle as bundle_io
+    from emoscope.models import EncoderClassifier
+    from emoscope.text import NormalizerConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder)
+    cue_ids = tokenizer(CUE, add_special_tokens=False)["input_ids"]
+    assert len(cue_ids) == 1, "the cue must be one token of the tiny vocabulary"
+    hidden = 8
+    # layer_norm_eps = 1 keeps LayerNorm smooth in the scale of its input: with the usual 1e-12 it
+    # maps every multiple of the cue vector to the same output, and no gradient method could see it.
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=1, num_attention_heads=1,
+                        intermediate_size=4, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
+                        layer_norm_eps=1.0)
+    encoder = BertModel(config, add_pooling_layer=False)
+    with torch.no_grad():
+        for p in encoder.parameters():
+            p.zero_()
+        for name, p in encoder.named_parameters():
+            if "LayerNorm.weight" in name:
+                p.fill_(1.0)
+        encoder.embeddings.word_embeddings.weight[cue_ids[0], 0] = 5.0
+        attention = encoder.encoder.layer[0].attention
+        attention.self.query.bias[0] = 1.0
+        attention.self.key.weight[0, 0] = 10.0
+        attention.self.value.weight.copy_(torch.eye(hidden))
+        attention.output.dense.weight.copy_(torch.eye(hidden))
+    model = EncoderClassifier(encoder, n_labels=len(LABELS), pooling="mean", dropout=0.0)
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.fill_(-2.0)
+        model.head.weight[0, 0] = 3.0
+    manifest = {
+        "name": "cue", "labels": LABELS, "languages": ["en"], "thresholds": [0.5] * len(LABELS),
+        "model": {"kind": "encoder-classifier", "path": "model", "pooling": "mean", "max_length": 32,
+                  "n_labels": len(LABELS), "encoders": [{"source": "cue-bert", "text_prefix": "", "model_type": "bert",
+                                                         "hidden_size": hidden}]},
+        "text": NormalizerConfig().to_dict(),
+    }
+    return bundle_io.save_bundle(folder, manifest, lambda f: model.save(f, tokenizer))
+
+
+@pytest.fixture(scope="module")
+def cue_model(tiny_encoder, tmp_path_factory):
+    return ExplainModel(Predictor(build_cue_bundle(tmp_path_factory.mktemp("cue") / "cue", tiny_encoder)))
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_bundle):
+    return ExplainModel(Predictor(tiny_bundle))
+
+
+TEXT = "the day was furious and we went home"
+
+
+def test_cue_model_really_is_driven_by_the_cue(cue_model):
+    with_cue, without = cue_model.predict_texts([TEXT, "the day was calm and we went home"])
+    assert with_cue[0] > 0.9 and without[0] < 0.2
+    np.testing.assert_allclose(with_cue[1:], without[1:], atol=1e-6)  # other labels ignore everything
+
+
+@pytest.mark.parametrize("method,params", [("lime", {"samples": 200, "seed": 1}), ("attention", {}),
+                                           ("attention", {"rollout": True}), ("attention", {"layer": 0, "head": 0}),
+                                           ("ig", {"n_steps": 20})])
+def test_every_method_ranks_the_cue_word_first(cue_model, method, params):
+    exp = explain(cue_model, TEXT, method, ["anger"], params)
+    assert exp.labels["anger"].top(1, exp.words)[0][0] == CUE
+    cue = next(w for w in exp.words if w.text == CUE)
+    assert TEXT[cue.start:cue.end] == CUE
+    assert exp.labels["anger"].probability > 0.9 and exp.method == method and exp.runtime_s > 0
+
+
+def test_ig_gives_the_cue_everything_and_other_words_nothing(cue_model):
+    exp = explain(cue_model, TEXT, "ig", None, {"n_steps": 50})
+    scores = exp.scores("anger")
+    cue = [w.text for w in exp.words].index(CUE)
+    assert scores[cue] > 0.5
+    assert np.abs(np.delete(scores, cue)).max() < 1e-6
+    for label in ("fear", "joy", "sadness"):  # labels the model does not compute from text
+        assert np.abs(exp.scores(label)).max() < 1e-6
+
+
+def test_ig_completeness_within_the_reported_delta(tiny_model):
+    exp = explain(tiny_model, "we were so scared and angry today", "ig", None, {"n_steps": 50})
+    for label in LABELS:
+        d = exp.diagnostics
+        gap = d["attribution_sum"][label] - (exp.labels[label].probability - d["baseline_probability"][label])
+        assert gap == pytest.approx(d["convergence_delta"][label], abs=1e-5)
+        assert abs(d["convergence_delta"][label]) < 0.01
+        assert exp.scores(label).sum() == pytest.approx(d["attribution_sum"][label], abs=1e-5)
+
+
+def test_ig_matches_captum_label_by_label(tiny_model):
+    from captum.attr import IntegratedGradients
+
+    text = "happy and sad day"
+    exp = explain(tiny_model, text, "ig", ["joy", "sadness"], {"n_steps": 30, "internal_batch_size": 7})
+    _, read, model_words = tiny_model.words(text)
+    batches = tiny_model.batches(model_words)
+    inputs, bases = tiny_model.input_embeddings(batches), tiny_model.baselines(batches)
+
+    def forward(x):
+        return tiny_model.forward_embeds([x], batches, len(model_words))
+
+    ig = IntegratedGradients(forward)
+    for label in ("joy", "sadness"):
+        attr = ig.attribute(inputs[0], baselines=bases[0], target=LABELS.index(label), n_steps=30)
+        per_token = attr.sum(-1)[0].detach()
+        words = [per_token[batches[0]["word_index"][0] == i].sum().item() for i in range(len(model_words))]
+        np.testing.assert_allclose(exp.scores(label)[read], words, atol=1e-5)
+
+
+def test_all_labels_come_from_one_lime_sample_set_and_the_seed_repeats(tiny_model):
+    a = explain(tiny_model, TEXT, "lime", None, {"samples": 100, "seed": 3})
+    b = explain(tiny_model, TEXT, "lime", None, {"samples": 100, "seed": 3})
+    c = explain(tiny_model, TEXT, "lime", None, {"samples": 100, "seed": 4})
+    assert a.diagnostics["model_calls"] == 100  # one sample set scored once for every label
+    for label in LABELS:
+        np.testing.assert_allclose(a.scores(label), b.scores(label))
+    assert any(not np.allclose(a.scores(lab), c.scores(lab)) for lab in LABELS)
+
+
+def test_lime_keeps_diacritised_arabic_and_emoji_as_words(tiny_model):
+    text = "كَانَ اليومُ غاضب 😡 جداً"
+    exp = explain(tiny_model, text, "lime", ["anger"], {"samples": 50})
+    assert [w.text for w in exp.words] == ["كَانَ", "اليومُ", "غاضب", "😡", "جداً"]
+    assert len(exp.scores("anger")) == 5
+
+
+def test_faithfulness_beats_random_on_the_cue_model(cue_model):
+    exp = explain(cue_model, TEXT, "ig", ["anger"])
+    real = faithfulness(cue_model, exp)["anger"]
+    control = faithfulness(cue_model, exp, scores=random_scores(exp, seed=0))["anger"]
+    assert real["comprehensiveness"] > 0.5  # removing the cue kills "anger"
+    assert real["sufficiency"] < 0.05  # the cue alone keeps it
+    assert real["comprehensiveness"] >= control["comprehensiveness"]
+    assert real["sufficiency"] <= control["sufficiency"]
+
+
+def test_explanation_round_trips_through_json(tiny_model):
+    exp = explain(tiny_model, TEXT, "attention", ["joy"])
+    raw = json.loads(json.dumps(exp.to_json()))
+    again = Explanation.from_json(raw)
+    assert again.words == exp.words and again.scores("joy").tolist() == exp.scores("joy").tolist()
+    assert raw["labels"]["joy"]["top"][0][0] in TEXT
+
+
+@pytest.mark.parametrize("text", [
+    '<script>alert("x")</script> so furious',
+    '"><img src=x onerror=alert(1)> angry',
+    "أنا غاضب جداً from the news 2024 😡 اليوم",
+])
+def test_rendered_html_escapes_user_text_and_isolates_each_word(tiny_model, text):
+    page = render_html(explain(tiny_model, text, "attention", ["anger"]), "anger")
+    assert "<script" not in page and "<img" not in page and "onerror=alert(1)>" not in page
+    assert 'dir="auto"' in page and "unicode-bidi: isolate" in page
+    spans = re.findall(r'<span class="es-word"[^>]*>(.*?)</span>', page)
+    import html as html_mod
+
+    words = [html_mod.unescape(s) for s in spans]
+    assert "".join(words) == "".join(text.split())  # every character, in the typed order
+    if "غاضب" in text:
+        assert words.index("from") < words.index("news") < words.index("2024")
+
+
+def test_bad_input_gets_clear_errors(tiny_model):
+    with pytest.raises(InputError, match="empty"):
+        explain(tiny_model, "   ", "ig")
+    with pytest.raises(InputError, match="unknown explanation method 'shap'"):
+        explain(tiny_model, TEXT, "shap")
+    with pytest.raises(InputError, match="unknown label"):
+        explain(tiny_model, TEXT, "ig", ["love"])
+    with pytest.raises(InputError, match="takes no parameter"):
+        explain(tiny_model, TEXT, "ig", None, {"samples": 10})
+    with pytest.raises(InputError, match="layer must be"):
+        explain(tiny_model, TEXT, "attention", None, {"layer": 9})
+
+
+def test_long_text_is_explained_without_running_out_of_memory(tiny_model):
+    text = " ".join(["the furious day"] * 200)  # 600 words; the encoder reads 32 tokens
+    exp = explain(tiny_model, text, "ig", ["anger"], {"n_steps": 8, "internal_batch_size": 4})
+    assert len(exp.words) == 600
+    assert np.count_nonzero(exp.scores("anger")) <= 32  # words past max_length are not read
+
+
+def test_cache_computes_once(tiny_model):
+    a = explain_cached(tiny_model, TEXT, "lime", ["joy"], {"samples": 60})
+    b = explain_cached(tiny_model, TEXT, "lime", ["joy"], {"samples": 60})
+    c = explain_cached(tiny_model, TEXT, "lime", ["joy"], {"samples": 61})
+    assert a is b and a is not c
+
+
+def test_stacked_bundle_is_explained_by_every_method(tiny_encoder, tiny_encoder_b, tiny_data, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from conftest import tiny_stack_config
+    from emoscope.stack import train_stack
+
+    monkeypatch.setenv("EMOSCOPE_CACHE_DIR", str(tmp_path / "cache"))
+    config = tiny_stack_config([(tiny_encoder, False), (tiny_encoder_b, False)], tiny_data, folds=0)
+    path = train_stack(replace(config, meta=replace(config.meta, epochs=5)), tmp_path / "s", progress=False,
+                       log=lambda _: None)
+    model = ExplainModel(Predictor(path))
+    text = "so furious today غاضب"
+    ig = explain(model, text, "ig", None, {"n_steps": 40})
+    for label in LABELS:
+        assert abs(ig.diagnostics["convergence_delta"][label]) < 0.01
+    att = explain(model, text, "attention")
+    assert set(att.extra["attention"]) == {"tiny0", "tiny1"}
+    assert np.isclose(att.scores("anger").sum(), 1.0)
+    lime = explain(model, text, "lime", ["anger"], {"samples": 60})
+    assert len(lime.scores("anger")) == 4
