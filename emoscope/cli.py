@@ -57,6 +57,61 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain_params(args: argparse.Namespace) -> dict[str, dict[str, object]]:
+    lime = {"seed": args.seed, **({"samples": args.samples} if args.samples else {})}
+    ig = {k: v for k, v in (("n_steps", args.steps), ("internal_batch_size", args.internal_batch_size)) if v}
+    attention = {k: v for k, v in (("layer", args.layer), ("rollout", args.rollout or None)) if v is not None}
+    if args.head is not None:
+        attention["head"] = args.head if args.head == "mean" else int(args.head)
+    return {"lime": lime, "ig": ig, "attention": attention}
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from emoscope.explain import ExplainModel, evaluate_methods, explain, faithfulness, render_html
+    from emoscope.predict import Predictor
+
+    params = _explain_params(args)
+    model = ExplainModel(Predictor(args.model))
+    if args.evaluate:
+        from emoscope.data import load_dataset
+
+        if not args.data:
+            raise InputError("--evaluate needs --data (a labelled dataset spec or file, e.g. semeval2018:ar:dev)")
+        data = load_dataset(args.data, data_root=args.data_root)
+        rng = __import__("numpy").random.default_rng(args.seed)
+        picks = sorted(rng.choice(len(data), size=min(args.n, len(data)), replace=False).tolist())
+        methods = args.methods.split(",")
+        result = evaluate_methods(model, [data.texts[i] for i in picks], methods, params, seed=args.seed,
+                                  log=(lambda _: None) if args.quiet else print)
+        lines = ["| method | comprehensiveness ↑ | sufficiency ↓ | seconds per text | (text, label) pairs |",
+                 "|---|---|---|---|---|"]
+        for name, row in result.items():
+            seconds = "—" if row.get("seconds") is None else f"{row['seconds']:.2f}"
+            lines.append(f"| {name} | {row['comprehensiveness']:.4f} | {row['sufficiency']:.4f} | {seconds} | {row['pairs']} |")
+        print("\n".join(lines))
+        if args.output:
+            Path(args.output).write_text(json.dumps({"model": str(args.model), "data": data.name, "n": len(picks),
+                                                     "params": params, "results": result}, indent=1), encoding="utf-8")
+        return 0
+    if args.text is None:
+        raise InputError('give --text "..." to explain (or --evaluate --data SPEC)')
+    labels = args.label or None
+    exp = explain(model, args.text, args.method, labels, params[args.method])
+    if args.format == "html":
+        body = "\n".join(render_html(exp, label) for label in exp.labels)
+        out = f'<!doctype html><meta charset="utf-8"><title>EmoScope explanation</title>\n{body}\n'
+    else:
+        raw = exp.to_json()
+        raw["faithfulness"] = faithfulness(model, exp)
+        out = json.dumps(raw, ensure_ascii=False, indent=1)
+    if args.output:
+        Path(args.output).write_text(out, encoding="utf-8")
+        print(f"written to {args.output}")
+    else:
+        print(out)
+    return 0
+
+
 def _reader_options(args: argparse.Namespace) -> dict[str, str]:
     """Reader options the user set (known formats refuse options they do not take)."""
     return {"text_column": args.text_column} if args.text_column else {}
@@ -185,6 +240,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the --text result as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("explain", help="which words drove each label: LIME, attention or Integrated Gradients")
+    p.add_argument("--model", required=True, help="bundle directory (single-encoder or stacked)")
+    p.add_argument("--text", help="the text to explain")
+    p.add_argument("--method", choices=("lime", "attention", "ig"), default="ig")
+    p.add_argument("--label", action="append", help="label to explain (repeat for several; default: all)")
+    p.add_argument("--format", choices=("json", "html"), default="json")
+    p.add_argument("--output", help="write here instead of printing")
+    p.add_argument("--samples", type=int, help="lime: perturbed samples (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="lime and --evaluate: random seed")
+    p.add_argument("--steps", type=int, help="ig: integration steps (default 50)")
+    p.add_argument("--internal-batch-size", type=int, help="ig: steps per forward pass (default 16)")
+    p.add_argument("--layer", type=int, help="attention: layer (default -1, the last)")
+    p.add_argument("--head", help="attention: head number or 'mean' (default)")
+    p.add_argument("--rollout", action="store_true", help="attention: attention rollout over all layers")
+    p.add_argument("--evaluate", action="store_true", help="faithfulness of the methods on a dataset sample")
+    p.add_argument("--data", help="--evaluate: labelled dataset spec or file")
+    p.add_argument("--data-root", help="folder holding the datasets")
+    p.add_argument("--n", type=int, default=30, help="--evaluate: texts to sample")
+    p.add_argument("--methods", default="lime,attention,ig", help="--evaluate: comma-separated methods")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_explain)
 
     p = sub.add_parser("data", help="summarise a dataset spec or file")
     p.add_argument("spec", help="dataset spec or file")

@@ -82,7 +82,8 @@ class Explanation:
             "method": self.method,
             "params": self.params,
             "labels": {name: {"probability": e.probability, "scores": e.scores,
-                              "top": e.top(5, self.words)} for name, e in self.labels.items()},
+                              "top": e.top(int(self.params.get("top_k", 5)), self.words)}
+                       for name, e in self.labels.items()},
             "runtime_s": self.runtime_s,
             "diagnostics": self.diagnostics,
             "extra": self.extra,

@@ -248,3 +248,23 @@ def test_stacked_bundle_is_explained_by_every_method(tiny_encoder, tiny_encoder_
     assert np.isclose(att.scores("anger").sum(), 1.0)
     lime = explain(model, text, "lime", ["anger"], {"samples": 60})
     assert len(lime.scores("anger")) == 4
+
+
+def test_cli_explains_as_json_and_html_and_evaluates(tiny_bundle, tiny_data, tmp_path, capsys):
+    from emoscope.cli import main
+
+    assert main(["explain", "--model", str(tiny_bundle), "--text", "so furious <script>x</script>", "--method", "ig",
+                 "--label", "anger", "--steps", "10"]) == 0
+    raw = json.loads(capsys.readouterr().out)
+    assert list(raw["labels"]) == ["anger"] and "faithfulness" in raw and raw["params"]["n_steps"] == 10
+    out = tmp_path / "e.html"
+    assert main(["explain", "--model", str(tiny_bundle), "--text", "so furious <script>x</script>", "--method",
+                 "attention", "--format", "html", "--output", str(out)]) == 0
+    page = out.read_text(encoding="utf-8")
+    assert page.count('class="emoscope-explanation"') == 4 and "<script>" not in page
+    assert main(["explain", "--model", str(tiny_bundle), "--evaluate", "--data", str(tiny_data["dev"]), "--n", "3",
+                 "--methods", "attention,ig", "--steps", "8", "--quiet", "--output", str(tmp_path / "f.json")]) == 0
+    table = capsys.readouterr().out
+    assert "| random |" in table and "| ig |" in table
+    assert main(["explain", "--model", str(tiny_bundle), "--text", " "]) == 2
+    assert "empty" in capsys.readouterr().err
