@@ -1,0 +1,108 @@
+"""Runtime and peak memory of the explainers against the naive way, on a 30-word Arabic and a
+30-word English text, in one run.
+
+Each measurement runs in its own child process (so peak memory is that method's own), which
+loads the bundle, explains once to warm up the code paths on a short text, then times one
+explanation of the 30-word text. The naive references: LIME scoring its perturbed texts one at a
+time (batch 1); Integrated Gradients label by label with Captum's ``IntegratedGradients``
+defaults (50 steps, every step in one batch). Reported: seconds, peak RSS of the child, and the
+RSS right after loading the model (the method's own cost is the difference).
+
+    .venv/bin/python benchmarks/explain_speed.py --model models/default --output benchmarks/results/explain-speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CASES = {  # name: (method, parameters, description)
+    "attention": ("attention", {}, "attention (last layer, heads averaged)"),
+    "ig": ("ig", {"n_steps": 50, "internal_batch_size": 16}, "IG, all labels together, 50 steps"),
+    "ig-naive": ("ig-captum", {}, "IG naive: Captum defaults, one label at a time"),
+    "lime-1000": ("lime", {"samples": 1000, "batch_size": 64}, "LIME 1,000 samples, batches of 64"),
+    "lime-1000-naive": ("lime", {"samples": 1000, "batch_size": 1}, "LIME 1,000 samples naive: batch 1"),
+    "lime-5000": ("lime", {"samples": 5000, "batch_size": 64}, "LIME 5,000 samples, batches of 64"),
+}
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def thirty_words(spec: str) -> str:
+    from emoscope.data import load_dataset
+    from emoscope.text import segment_words
+
+    for text in load_dataset(spec).texts:
+        words = segment_words(text)
+        if len(words) >= 30:
+            return text[: words[29].end]
+    raise SystemExit(f"no text of 30 words in {spec}")
+
+
+def child(model_dir: str, case: str, text: str, threads: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    from emoscope.explain import ExplainModel, explain
+    from emoscope.predict import Predictor
+
+    model = ExplainModel(Predictor(model_dir, device="cpu", verify=False))
+    loaded = rss_mb()
+    method, params, _ = CASES[case]
+    if method == "ig-captum":
+        from captum.attr import IntegratedGradients
+
+        def run(t: str) -> None:
+            _, _, model_words = model.words(t)
+            batches = model.batches(model_words)
+            inputs, bases = model.input_embeddings(batches), model.baselines(batches)
+            ig = IntegratedGradients(lambda *xs: model.forward_embeds(list(xs), batches, len(model_words)))
+            for j in range(len(model.labels)):
+                ig.attribute(tuple(inputs), baselines=tuple(bases), target=j)
+    else:
+        def run(t: str) -> None:
+            explain(model, t, method, None, params)
+    run("a short warm up text")
+    start = time.perf_counter()
+    run(text)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "peak_rss_mb": rss_mb(), "rss_after_load_mb": loaded}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
+    parser.add_argument("--output")
+    parser.add_argument("--child", nargs=2, metavar=("CASE", "TEXT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.model, args.child[0], args.child[1], args.threads)))
+        return
+    texts = {"ar": thirty_words("semeval2018:ar:dev"), "en": thirty_words("semeval2018:en:dev")}
+    results: dict[str, dict] = {}
+    for lang, text in texts.items():
+        for case in args.cases.split(","):
+            proc = subprocess.run([sys.executable, __file__, "--model", args.model, "--threads", str(args.threads),
+                                   "--child", case, text], capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise SystemExit(proc.stderr[-3000:])
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            results.setdefault(lang, {})[case] = row
+            print(f"{lang} | {CASES[case][2]:<48} | {row['seconds']:7.2f} s | peak RSS {row['peak_rss_mb']:6.0f} MiB "
+                  f"(after load {row['rss_after_load_mb']:6.0f})", flush=True)
+    if args.output:
+        Path(args.output).write_text(json.dumps({"model": args.model, "threads": args.threads, "texts": texts,
+                                                 "results": results}, indent=1, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
