@@ -35,5 +35,12 @@ def pick_bundle() -> Path | None:
 
 
 st.session_state["bundle_path"] = pick_bundle()
-page = st.navigation([st.Page("pages/predict.py", title="Predict", icon="🔮", default=True)])
+page = st.navigation([
+    st.Page("pages/predict.py", title="Predict", icon="🔮", default=True),
+    st.Page("pages/explain.py", title="Explain", icon="🔍"),
+    st.Page("pages/thresholds.py", title="Thresholds", icon="🎚️"),
+    st.Page("pages/evaluate.py", title="Evaluate", icon="📊"),
+    st.Page("pages/errors.py", title="Errors", icon="🧐"),
+    st.Page("pages/batch.py", title="Batch", icon="📄"),
+])
 page.run()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,12 +109,13 @@ class Predictor:
         ]
 
     def predict_file(self, input_path: str | Path, output_path: str | Path, text_column: str = "text",
-                     chunk_size: int = 512, progress: bool = False) -> dict[str, int]:
+                     chunk_size: int = 512, progress: bool = False,
+                     on_progress: Callable[[int], None] | None = None) -> dict[str, int]:
         """Stream a CSV/TSV/JSONL file through the model into a file of the same or another format.
 
         The output keeps every input column and adds ``prob_<label>`` and ``<label>`` (0/1)
         per label. Rows with an empty text keep empty prediction cells and are counted.
-        Returns counts: rows, predicted, empty.
+        Returns counts: rows, predicted, empty. ``on_progress(rows_done)`` is called after each chunk.
         """
         input_path, output_path = Path(input_path), Path(output_path)
         reader = _open_rows(input_path, text_column)
@@ -145,12 +146,45 @@ class Predictor:
                     stats["empty"] += len(chunk) - len(keep)
                     if bar is not None:
                         bar.update(len(chunk))
+                    if on_progress is not None:
+                        on_progress(stats["rows"])
             tmp.replace(output_path)
         finally:
             if bar is not None:
                 bar.close()
             tmp.unlink(missing_ok=True)
         return stats
+
+
+def file_columns(path: str | Path) -> list[str]:
+    """The columns (CSV/TSV header, or the first JSONL record's fields) of a file to predict;
+    ``InputError`` for an unsupported type, a binary or non-UTF-8 file, or an empty one."""
+    path = Path(path)
+    fmt = _format_of(path)
+    with path.open("rb") as f:
+        head = f.read(65536)
+    if b"\x00" in head:
+        raise InputError(f"{path.name}: holds NUL bytes; it looks like a binary file, not {fmt.upper()} text")
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(head) - 4:
+            text = head[: exc.start].decode("utf-8")
+        else:
+            line = head[: exc.start].count(b"\n") + 1
+            raise InputError(f"{path.name}: line {line} is not valid UTF-8; save the file as UTF-8") from None
+    lines = [line for line in text.lstrip("\ufeff").splitlines() if line.strip()]
+    if not lines:
+        raise InputError(f"{path.name} is empty")
+    if fmt == "jsonl":
+        try:
+            first = json.loads(lines[0])
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path.name}: line 1 is not valid JSON ({exc.msg})") from None
+        if not isinstance(first, dict):
+            raise InputError(f"{path.name}: line 1 is not a JSON object")
+        return list(first)
+    return next(csv.reader([lines[0]], delimiter="\t" if fmt == "tsv" else ","), [])
 
 
 def _format_of(path: Path) -> str:

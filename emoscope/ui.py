@@ -64,3 +64,84 @@ def probability_figure(labels: list[str], probs: list[float], thresholds: list[f
     fig.update_layout(xaxis={"range": [0, 1.08], "title": "probability"}, height=60 + 34 * len(labels),
                       margin={"l": 10, "r": 10, "t": 10, "b": 40}, showlegend=False)
     return fig
+
+
+def confusion_grid(matrices, labels: list[str]):
+    """One 2x2 heatmap per label (counts, with row rates in the hover)."""
+    import numpy as np
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    cols = min(4, len(labels))
+    rows = -(-len(labels) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=labels, horizontal_spacing=0.06, vertical_spacing=0.12)
+    for k, (label, m) in enumerate(zip(labels, matrices)):
+        m = np.asarray(m)
+        rates = m / np.maximum(m.sum(1, keepdims=True), 1)
+        text = [[f"{m[i, j]}<br>{rates[i, j]:.0%}" for j in range(2)] for i in range(2)]
+        fig.add_trace(go.Heatmap(z=rates, x=["pred 0", "pred 1"], y=["gold 0", "gold 1"], text=text,
+                                 texttemplate="%{text}", colorscale="Purples", zmin=0, zmax=1, showscale=False,
+                                 hovertemplate=f"{label}: %{{y}}, %{{x}}<br>%{{text}}<extra></extra>"),
+                      row=k // cols + 1, col=k % cols + 1)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(height=230 * rows, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+def cooccurrence_figure(matrix, labels: list[str], title: str):
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, colorscale="Purples", zmin=0, zmax=1,
+                               texttemplate="%{z:.2f}", hovertemplate="P(%{x} | %{y}) = %{z:.2f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=title, height=120 + 32 * len(labels), margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+def pr_curve_figure(curve: dict, point: tuple[float, float], label: str):
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Scatter(x=curve["recall"], y=curve["precision"], mode="lines", name=label,
+                               customdata=curve["thresholds"],
+                               hovertemplate="threshold %{customdata:.3f}<br>recall %{x:.2f}, precision %{y:.2f}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=[point[0]], y=[point[1]], mode="markers", marker={"size": 13, "color": "#dc2626"},
+                             name="current threshold"))
+    fig.update_layout(xaxis={"title": "recall", "range": [0, 1.02]}, yaxis={"title": "precision", "range": [0, 1.02]},
+                      height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10}, title=f"{label}: precision–recall")
+    return fig
+
+
+def reliability_figure(table, label: str):
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#9ca3af"},
+                               name="perfect"))
+    fig.add_trace(go.Scatter(x=table["predicted"], y=table["observed"], mode="lines+markers", name=label,
+                             text=table["count"], hovertemplate="predicted %{x:.2f}, observed %{y:.2f} (n=%{text})<extra></extra>"))
+    fig.update_layout(xaxis={"title": "mean predicted probability", "range": [0, 1]},
+                      yaxis={"title": "observed frequency", "range": [0, 1]}, height=300,
+                      margin={"l": 10, "r": 10, "t": 30, "b": 10}, title=f"{label}: reliability", showlegend=False)
+    return fig
+
+
+def top_words_figure(pairs: list[tuple[str, float]], label: str):
+    import plotly.graph_objects as go
+
+    pairs = list(reversed(pairs))
+    fig = go.Figure(go.Bar(x=[s for _, s in pairs], y=[f"\u2068{w}\u2069" for w, _ in pairs], orientation="h",
+                           marker_color=["#e66101" if s > 0 else "#5e3c99" for _, s in pairs],
+                           hovertemplate="%{y}: %{x:.4f}<extra></extra>"))
+    fig.update_layout(title=f"top words for {label}", height=80 + 26 * len(pairs),
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+def attention_figure(matrix, words: list[str], title: str):
+    import plotly.graph_objects as go
+
+    isolated = [f"\u2068{w}\u2069" for w in words]
+    fig = go.Figure(go.Heatmap(z=matrix, x=isolated, y=isolated, colorscale="Purples",
+                               hovertemplate="%{y} → %{x}: %{z:.3f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=title, height=160 + 22 * len(words), margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig

@@ -1,6 +1,7 @@
 """The Streamlit app through AppTest, against a real tiny bundle (no mocks)."""
 
 import html
+import json
 import shutil
 from pathlib import Path
 
@@ -69,3 +70,88 @@ def test_user_text_is_escaped_and_direction_aware():
     assert "<script>" not in out and "<img" not in out and html.escape(evil) in out
     assert 'dir="auto"' in out
     assert 'dir="rtl"' in text_html("@user أنا سعيد جدا today")
+
+
+def _validation(models_dir):
+    from emoscope.bundle import read_manifest, read_validation
+
+    path = models_dir / "tiny"
+    return read_validation(path, read_manifest(path))
+
+
+def test_every_page_runs_without_exception(models_dir):
+    for page in ("pages/predict.py", "pages/explain.py", "pages/thresholds.py", "pages/evaluate.py",
+                 "pages/errors.py", "pages/batch.py"):
+        at = AppTest.from_file(APP, default_timeout=60).run()
+        at.switch_page(page).run()
+        assert not at.exception, (page, at.exception)
+
+
+def test_moving_a_threshold_slider_changes_the_metrics_as_emoscope_metrics_computes(models_dir):
+    import numpy as np
+
+    from emoscope.metrics import compute_metrics
+
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/thresholds.py").run()
+    validation = _validation(models_dir)
+    thresholds = np.array([s.value for s in at.slider])
+    before = compute_metrics(validation.labels, validation.probs, thresholds)["macro_f1"]
+    assert at.metric[0].value == f"{before:.3f}"
+    at.slider(key="slider::joy").set_value(0.95).run()
+    assert not at.exception
+    thresholds[2] = 0.95
+    after = compute_metrics(validation.labels, validation.probs, thresholds)
+    assert at.metric[0].value == f"{after['macro_f1']:.3f}"
+    assert at.metric[1].value == f"{after['micro_f1']:.3f}"
+    assert after["macro_f1"] != before
+    at.button[1].click().run()  # reset
+    assert at.slider(key="slider::joy").value != 0.95
+
+
+def test_errors_page_lists_exactly_the_misclassified_validation_texts(models_dir):
+    import numpy as np
+
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/errors.py").run()
+    validation = _validation(models_dir)
+    manifest = json.loads((models_dir / "tiny" / "manifest.json").read_text())
+    j = manifest["labels"].index("anger")
+    at.selectbox(key="errors_label").select("anger").run()
+    for kind, wrong in (("false positives", (validation.probs[:, j] >= manifest["thresholds"][j]) & (validation.labels[:, j] == 0)),
+                        ("false negatives", (validation.probs[:, j] < manifest["thresholds"][j]) & (validation.labels[:, j] == 1))):
+        at.radio(key="errors_kind").set_value(kind).run()
+        assert not at.exception
+        shown = set(at.dataframe[0].value["text"])
+        assert shown == {validation.texts[i] for i in np.flatnonzero(wrong)}
+
+
+def test_explain_page_highlights_words(models_dir):
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/explain.py").run()
+    at.text_area(key="explain_text").input("so furious <b>today</b>").run()
+    at.radio(key="explain_method").set_value("attention").run()
+    at.button[0].click().run()
+    assert not at.exception
+    html_blocks = [h.proto.body for h in at.get("html")]
+    assert any("es-word" in body for body in html_blocks)
+    assert all("<b>today" not in body for body in html_blocks)
+
+
+def test_batch_file_checks_give_clear_messages(tmp_path):
+    from emoscope.errors import InputError
+    from emoscope.predict import file_columns
+
+    good = tmp_path / "a.csv"
+    good.write_text("id,tweet\n1,hello\n", encoding="utf-8")
+    assert file_columns(good) == ["id", "tweet"]
+    bad = tmp_path / "b.csv"
+    bad.write_bytes("id,text\n1,caf\xe9\n".encode("latin-1") + b"x" * 10)
+    with pytest.raises(InputError, match="not valid UTF-8"):
+        file_columns(bad)
+    empty = tmp_path / "c.csv"
+    empty.write_text("\n\n", encoding="utf-8")
+    with pytest.raises(InputError, match="empty"):
+        file_columns(empty)
+    with pytest.raises(InputError, match="unsupported file type"):
+        file_columns(tmp_path / "d.xlsx")

@@ -1,0 +1,58 @@
+"""Batch page: upload a CSV/TSV/JSONL file, choose the text column, predict, download."""
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from emoscope.appstate import require_predictor
+from emoscope.errors import EmoScopeError
+from emoscope.predict import file_columns
+
+st.header("Batch prediction")
+predictor = require_predictor()
+upload = st.file_uploader("CSV, TSV or JSONL file (UTF-8)", type=["csv", "tsv", "txt", "jsonl", "ndjson"], key="batch_file")
+if upload is None:
+    st.caption("Each row gets `prob_<label>` and `<label>` (0/1) columns; rows with an empty text are kept with empty "
+               "cells. The upload size limit is set in `.streamlit/config.toml`.")
+    st.stop()
+
+workdir = Path(tempfile.mkdtemp(prefix="emoscope-batch-"))
+source = workdir / Path(upload.name).name
+source.write_bytes(upload.getvalue())
+try:
+    columns = file_columns(source)
+except EmoScopeError as exc:
+    st.error(f"This file cannot be read: {exc}")
+    st.stop()
+default = next((i for i, c in enumerate(columns) if c.lower() in ("text", "tweet", "sentence")), 0)
+column = st.selectbox("Text column", columns, index=default, key="batch_column")
+out_name = f"{source.stem}-emoscope{source.suffix if source.suffix in ('.csv', '.tsv', '.jsonl') else '.csv'}"
+if st.button("Predict", type="primary"):
+    bar = st.progress(0.0, text="Predicting…")
+    total = max(1, sum(1 for _ in source.open("rb")) - (0 if source.suffix in (".jsonl", ".ndjson") else 1))
+    try:
+        stats = predictor.predict_file(source, workdir / out_name, text_column=column, chunk_size=256,
+                                       on_progress=lambda done: bar.progress(min(1.0, done / total),
+                                                                             text=f"{done} of ~{total} rows"))
+    except EmoScopeError as exc:
+        bar.empty()
+        st.error(f"Prediction stopped: {exc}")
+        st.stop()
+    bar.progress(1.0, text="Done")
+    st.session_state["batch_result"] = (str(workdir / out_name), stats)
+if "batch_result" in st.session_state:
+    path, stats = st.session_state["batch_result"]
+    path = Path(path)
+    if path.exists():
+        msg = f"{stats['rows']} rows: {stats['predicted']} predicted"
+        if stats["empty"]:
+            msg += f", {stats['empty']} with an empty text (kept, no prediction)"
+        st.success(msg)
+        if path.suffix == ".jsonl":
+            preview = pd.read_json(path, lines=True, nrows=50)
+        else:
+            preview = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", nrows=50)
+        st.dataframe(preview, width="stretch")
+        st.download_button("Download the predictions", path.read_bytes(), file_name=path.name)

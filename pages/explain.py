@@ -1,0 +1,76 @@
+"""Explain page: which words drove each label (LIME, Integrated Gradients, attention)."""
+
+import json
+
+import streamlit as st
+
+from emoscope.appstate import bundle_mtime, load_explain_model, require_predictor
+from emoscope.errors import EmoScopeError
+from emoscope.explain import explain_cached, faithfulness, render_html
+from emoscope.ui import attention_figure, top_words_figure
+
+st.header("Explain a prediction")
+predictor = require_predictor()
+if "explain_text" not in st.session_state:
+    st.session_state["explain_text"] = st.session_state.get("predict_text", "")
+text = st.text_area("Text", key="explain_text", height=100)
+c1, c2 = st.columns([1, 2])
+method_name = c1.radio("Method", ["Integrated Gradients", "LIME", "attention"], key="explain_method")
+method = {"Integrated Gradients": "ig", "LIME": "lime", "attention": "attention"}[method_name]
+default_labels = [lab for lab in st.session_state.get("explain_labels", []) if lab in predictor.labels]
+labels = c2.multiselect("Labels", predictor.labels, default=default_labels or predictor.labels[:3], key="explain_label_pick")
+params: dict = {}
+with c2:
+    if method == "lime":
+        params["samples"] = st.select_slider("Samples", [100, 250, 500, 1000, 2000, 5000], value=500)
+        params["seed"] = st.number_input("Seed", 0, 10_000, 0)
+    elif method == "ig":
+        params["n_steps"] = st.select_slider("Steps", [8, 16, 32, 50, 100], value=32)
+    else:
+        rollout = st.checkbox("Attention rollout (all layers)")
+        params["rollout"] = rollout
+        if not rollout:
+            params["layer"] = st.number_input("Layer (-1 = last)", -1, 47, -1)
+            head = st.text_input("Head (number, or 'mean')", "mean")
+            params["head"] = head if head == "mean" else int(head) if head.strip().isdigit() else "mean"
+
+if not text.strip():
+    st.caption("Type a text, or come here from Predict or Errors.")
+    st.stop()
+if not labels:
+    st.caption("Choose at least one label.")
+    st.stop()
+if not st.button("Explain", type="primary") and st.session_state.get("explain_last") != (text, method, tuple(labels), json.dumps(params)):
+    st.stop()
+st.session_state["explain_last"] = (text, method, tuple(labels), json.dumps(params))
+model = load_explain_model(str(predictor.path), bundle_mtime(predictor.path))
+try:
+    with st.spinner(f"Computing {method_name} for {len(labels)} label(s)…"):
+        exp = explain_cached(model, text, method, labels, params)
+        faith = faithfulness(model, exp)
+except EmoScopeError as exc:
+    st.error(str(exc))
+    st.stop()
+
+st.caption(f"{method_name} · {exp.runtime_s:.2f} s · parameters {json.dumps(exp.params)}")
+for label in exp.labels:
+    st.html(render_html(exp, label))
+    f = faith[label]
+    st.caption(f"faithfulness for {label}: comprehensiveness {f['comprehensiveness']:+.3f} (higher is better), "
+               f"sufficiency {f['sufficiency']:+.3f} (lower is better)")
+tabs = st.tabs([f"top words: {label}" for label in exp.labels])
+for tab, label in zip(tabs, exp.labels):
+    tab.plotly_chart(top_words_figure(exp.labels[label].top(10, exp.words), label), width="stretch")
+if method == "attention":
+    for name, info in exp.extra["attention"].items():
+        st.plotly_chart(attention_figure(info["word_matrix"], [w.text for w in exp.words],
+                                         f"{name}: {'rollout' if params.get('rollout') else 'layer ' + str(params.get('layer'))}"
+                                         f" ({info['layers']} layers × {info['heads']} heads)"), width="stretch")
+if method == "ig":
+    st.caption("completeness gap per label (attributions vs probability change): "
+               + ", ".join(f"{k} {v:+.4f}" for k, v in exp.diagnostics["convergence_delta"].items()))
+d1, d2 = st.columns(2)
+d1.download_button("Download JSON", json.dumps(exp.to_json(), ensure_ascii=False, indent=1), "explanation.json",
+                   "application/json")
+d2.download_button("Download HTML", '<!doctype html><meta charset="utf-8">' + "".join(render_html(exp, lab) for lab in exp.labels),
+                   "explanation.html", "text/html")
