@@ -35,8 +35,10 @@ def pick_bundle() -> Path | None:
 
 
 st.session_state["bundle_path"] = pick_bundle()
+first_run = st.session_state["bundle_path"] is None  # no bundle yet: land on Train
 page = st.navigation([
-    st.Page("pages/predict.py", title="Predict", icon="🔮", default=True),
+    st.Page("pages/predict.py", title="Predict", icon="🔮", default=not first_run),
+    st.Page("pages/train.py", title="Train", icon="🏋️", default=first_run),
     st.Page("pages/explain.py", title="Explain", icon="🔍"),
     st.Page("pages/thresholds.py", title="Thresholds", icon="🎚️"),
     st.Page("pages/evaluate.py", title="Evaluate", icon="📊"),

@@ -24,6 +24,9 @@ def test_no_bundle_says_how_to_train(tmp_path, monkeypatch):
     monkeypatch.setenv("EMOSCOPE_MODELS_DIR", str(tmp_path))
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception
+    assert "no trained model yet" in at.info[0].value  # the first-run screen: the Train page
+    assert at.selectbox(key="train_recipe").value.stem == "default"
+    at.switch_page("pages/predict.py").run()
     assert "emoscope train --config" in at.info[0].value
 
 
@@ -81,7 +84,7 @@ def _validation(models_dir):
 
 def test_every_page_runs_without_exception(models_dir):
     for page in ("pages/predict.py", "pages/explain.py", "pages/thresholds.py", "pages/evaluate.py",
-                 "pages/errors.py", "pages/batch.py"):
+                 "pages/errors.py", "pages/batch.py", "pages/train.py"):
         at = AppTest.from_file(APP, default_timeout=60).run()
         at.switch_page(page).run()
         assert not at.exception, (page, at.exception)
@@ -155,3 +158,61 @@ def test_batch_file_checks_give_clear_messages(tmp_path):
         file_columns(empty)
     with pytest.raises(InputError, match="unsupported file type"):
         file_columns(tmp_path / "d.xlsx")
+
+
+def _tiny_recipe(tmp_path, tiny_encoder, tiny_data, epochs):
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(f"""
+name = "tiny-bg"
+[data]
+train = "{tiny_data['train']}"
+validation = "{tiny_data['dev']}"
+[[encoders]]
+source = "{tiny_encoder}"
+max_length = 32
+[training]
+lr = 3e-3
+batch_size = 16
+epochs = {epochs}
+patience = {epochs}
+""", encoding="utf-8")
+    return recipe
+
+
+def test_background_training_reports_progress_and_the_bundle_appears(tmp_path, tiny_encoder, tiny_data):
+    import time
+
+    from emoscope import jobs
+    from emoscope.bundle import find_bundles
+    from emoscope.errors import InputError
+
+    models = tmp_path / "models"
+    jobs.start_training(_tiny_recipe(tmp_path, tiny_encoder, tiny_data, 2), models)
+    with pytest.raises(InputError, match="already running"):
+        jobs.start_training(_tiny_recipe(tmp_path, tiny_encoder, tiny_data, 2), models)
+    for _ in range(600):
+        state = jobs.status(models)
+        if state["state"] != "running":
+            break
+        time.sleep(0.2)
+    assert state["state"] == "finished", state["log_tail"]
+    assert state["epoch"] == 2 and state["loss"] > 0
+    assert [p.name for p in find_bundles(models)] == ["tiny-bg"]
+
+
+def test_cancelled_training_leaves_no_bundle(tmp_path, tiny_encoder, tiny_data):
+    import time
+
+    from emoscope import jobs
+
+    models = tmp_path / "models"
+    info = jobs.start_training(_tiny_recipe(tmp_path, tiny_encoder, tiny_data, 500), models)
+    for _ in range(300):
+        if jobs.status(models)["epoch"]:
+            break
+        time.sleep(0.2)
+    assert jobs.cancel(models)
+    state = jobs.status(models)
+    assert state["state"] == "cancelled" and not jobs._alive(info["pid"])
+    assert not (models / "tiny-bg").exists()
+    assert not jobs.cancel(models)  # nothing left to cancel
