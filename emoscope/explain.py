@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from emoscope.errors import InputError
-from emoscope.text import MAX_CHARS, Word, prepare_words
+from emoscope.text import MAX_CHARS, Word, is_rtl, prepare_words
 
 MAX_EXPLAIN_CHARS = MAX_CHARS
 
@@ -510,9 +510,10 @@ def _colour(score: float, scale: float) -> str:
 def render_html(explanation: Explanation, label: str | None = None) -> str:
     """The text as typed, each word a coloured span; safe for any user text.
 
-    Every piece of user text is HTML-escaped; the container has ``dir="auto"`` and each word is
-    a bidi-isolated span (``unicode-bidi: isolate``), so Arabic reads right to left while
-    embedded English words and numbers keep their order; the whitespace between words is kept.
+    Every piece of user text is HTML-escaped; the container has ``dir="auto"``, the text block
+    the direction of its script (right to left when Arabic dominates), and each word is a
+    bidi-isolated span (``unicode-bidi: isolate``, ``dir="auto"``), so Arabic reads right to left
+    while embedded English words and numbers keep their order; whitespace between words is kept.
     """
     if label is None:
         label = next(iter(explanation.labels))
@@ -532,10 +533,14 @@ def render_html(explanation: Explanation, label: str | None = None) -> str:
         cursor = word.end
     parts.append(html.escape(text[cursor:]))
     header = html.escape(f"{label} · p = {exp.probability:.3f} · {explanation.method}")
-    return (f'<div class="emoscope-explanation">'
+    # Every word is an isolate, so the browser's dir="auto" would find no strong character
+    # outside them and fall back to left to right: the text's own direction is set explicitly.
+    direction = "rtl" if is_rtl(text) else "ltr"
+    align = "right" if direction == "rtl" else "left"
+    return (f'<div class="emoscope-explanation" dir="auto">'
             f'<div class="es-header" style="font-size: 0.85rem; opacity: 0.8">{header}</div>'
-            f'<div class="es-text" dir="auto" style="unicode-bidi: isolate; white-space: pre-wrap; '
-            f'line-height: 2; font-size: 1.1rem">{"".join(parts)}</div></div>')
+            f'<div class="es-text" dir="{direction}" style="unicode-bidi: isolate; white-space: pre-wrap; '
+            f'line-height: 2; font-size: 1.1rem; text-align: {align}">{"".join(parts)}</div></div>')
 
 
 def evaluate_methods(model: Any, texts: Sequence[str], methods: Sequence[str],

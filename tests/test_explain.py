@@ -199,6 +199,9 @@ def test_rendered_html_escapes_user_text_and_isolates_each_word(tiny_model, text
     assert "".join(words) == "".join(text.split())  # every character, in the typed order
     if "غاضب" in text:
         assert words.index("from") < words.index("news") < words.index("2024")
+        assert 'class="es-text" dir="rtl"' in page
+    else:
+        assert 'class="es-text" dir="ltr"' in page
 
 
 def test_bad_input_gets_clear_errors(tiny_model):
