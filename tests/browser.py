@@ -69,19 +69,12 @@ class App:
             self.proc.kill()
 
 
-class Browser:
-    """One headless Chromium page driven over CDP (synchronous wrapper)."""
+class Page:
+    """One tab, driven over its own DevTools websocket (synchronous wrapper)."""
 
-    def __init__(self, url: str, width: int = 1300, height: int = 900):
-        self.port = free_port()
-        self.profile = tempfile.mkdtemp(prefix="emoscope-chromium-")
-        self.proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--remote-debugging-port={self.port}",
-                                      f"--user-data-dir={self.profile}", f"--window-size={width},{height}", url],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        targets = json.loads(wait_http(f"http://127.0.0.1:{self.port}/json", 30))
-        self.ws_url = next(t for t in targets if t.get("type") == "page")["webSocketDebuggerUrl"]
+    def __init__(self, ws_url: str, width: int = 1300, height: int = 900):
         self.loop = asyncio.new_event_loop()
-        self.ws = self.loop.run_until_complete(websockets.connect(self.ws_url, max_size=64 << 20))
+        self.ws = self.loop.run_until_complete(websockets.connect(ws_url, max_size=64 << 20))
         self.counter = 0
         self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
 
@@ -139,11 +132,42 @@ class Browser:
         path.write_bytes(png)
         return path
 
-    def close(self) -> None:
+    def close_socket(self) -> None:
         try:
             self.loop.run_until_complete(self.ws.close())
         finally:
             self.loop.close()
+
+
+class Browser(Page):
+    """Debian's headless Chromium with one page open at ``url``; ``new_tab`` opens more."""
+
+    def __init__(self, url: str, width: int = 1300, height: int = 900):
+        self.debug_port = free_port()
+        self.profile = tempfile.mkdtemp(prefix="emoscope-chromium-")
+        self.proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--remote-debugging-port={self.debug_port}",
+                                      f"--user-data-dir={self.profile}", f"--window-size={width},{height}", url],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        targets = json.loads(wait_http(f"http://127.0.0.1:{self.debug_port}/json", 30))
+        super().__init__(next(t for t in targets if t.get("type") == "page")["webSocketDebuggerUrl"], width, height)
+        self.tabs: list[Page] = []
+
+    def new_tab(self, url: str) -> Page:
+        import urllib.parse
+
+        request = urllib.request.Request(f"http://127.0.0.1:{self.debug_port}/json/new?{urllib.parse.quote(url, safe='')}",
+                                         method="PUT")
+        target = json.loads(urllib.request.urlopen(request, timeout=10).read().decode())
+        tab = Page(target["webSocketDebuggerUrl"])
+        self.tabs.append(tab)
+        return tab
+
+    def close(self) -> None:
+        try:
+            for tab in self.tabs:
+                tab.close_socket()
+            self.close_socket()
+        finally:
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=10)
