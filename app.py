@@ -4,6 +4,7 @@ Holds what every page shares: the model picker in the sidebar and the loaded bun
 cached once per process (``st.cache_resource``) and never mutated.
 """
 
+import os
 from pathlib import Path
 
 import streamlit as st
@@ -21,6 +22,11 @@ def pick_bundle() -> Path | None:
     folder = models_dir()
     bundles = find_bundles(folder)
     st.sidebar.title("EmoScope")
+    preselect = os.environ.get("EMOSCOPE_MODEL")
+    wanted = Path(preselect).expanduser() if preselect else None
+    if wanted is not None and (wanted / "manifest.json").exists() and \
+            not any(p.resolve() == wanted.resolve() for p in bundles):
+        bundles.insert(0, wanted)  # a bundle outside the models folder, named explicitly
     if not bundles:
         return None
     labels = {}
@@ -29,7 +35,23 @@ def pick_bundle() -> Path | None:
             labels[path] = bundle_label(read_manifest(path, verify=False))
         except EmoScopeError as exc:
             labels[path] = f"{path.name} (unreadable: {exc})"
-    choice = st.sidebar.selectbox("Model", bundles, format_func=lambda p: labels[p])
+    index = 0
+    if wanted is not None:
+        match = [i for i, p in enumerate(bundles) if p.resolve() == wanted.resolve() or p.name == preselect]
+        if match:
+            index = match[0]
+        else:
+            st.sidebar.warning(f"EMOSCOPE_MODEL={preselect} is not a bundle (no manifest.json there or in {folder})")
+    choice = st.sidebar.selectbox("Model", bundles, index=index, format_func=lambda p: labels[p], key="model_picker")
+    try:
+        manifest = read_manifest(choice, verify=False)
+        data = manifest.get("data", {})
+        kind = manifest.get("model", {}).get("kind", "?")
+        encoders = ", ".join(e.get("name") or e.get("source", "?") for e in manifest.get("model", {}).get("encoders", []))
+        st.sidebar.caption(f"{kind}: {encoders}  \nlabels: {', '.join(manifest['labels'])}  \n"
+                           f"trained on {data.get('train', '?')} ({data.get('n_train', '?')} texts)")
+    except EmoScopeError:
+        pass
     st.sidebar.caption(f"Bundles in `{folder}`")
     return choice
 

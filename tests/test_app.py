@@ -216,3 +216,16 @@ def test_cancelled_training_leaves_no_bundle(tmp_path, tiny_encoder, tiny_data):
     assert state["state"] == "cancelled" and not jobs._alive(info["pid"])
     assert not (models / "tiny-bg").exists()
     assert not jobs.cancel(models)  # nothing left to cancel
+
+
+def test_emoscope_model_preselects_a_bundle(models_dir, tiny_bundle, monkeypatch):
+    shutil.copytree(tiny_bundle, models_dir / "second")
+    monkeypatch.setenv("EMOSCOPE_MODEL", "tiny")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception and at.sidebar.selectbox[0].value.name == "tiny"
+    monkeypatch.setenv("EMOSCOPE_MODEL", str(tiny_bundle))  # a bundle outside the models folder
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert at.sidebar.selectbox[0].value == tiny_bundle
+    monkeypatch.setenv("EMOSCOPE_MODEL", "/nowhere")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception and "not a bundle" in at.sidebar.warning[0].value
