@@ -424,6 +424,15 @@ def _remember_fingerprint(source: str, fingerprint: str) -> None:
     os.replace(tmp, path)
 
 
+def _backfill_fingerprint(folder: Path, fingerprint: str) -> None:
+    path = folder / "info.json"
+    info = json.loads(path.read_text(encoding="utf-8"))
+    info["fingerprint"] = fingerprint
+    tmp = folder / f".info.{uuid.uuid4().hex[:8]}.tmp"
+    tmp.write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def embed_texts(model: BaseModel, keys: Sequence[str], *, allow_seen: bool = False) -> None:
     """The one gate every embedding goes through: refuse texts the model was trained on.
 
@@ -637,6 +646,8 @@ def prepare_stack(config: RunConfig, data: Any, *, work: Path | None = None, pro
                         fingerprint = weights_fingerprint(loaded["pair"][1])
                         if model.folder is None:
                             _remember_fingerprint(model.source, fingerprint)
+                        else:  # a stage-1 model from an older run: remember it for the next one
+                            _backfill_fingerprint(model.folder, fingerprint)
                     loaded["key"] = _encoder_key(fingerprint, enc_cfg, normalizer, stack)
                 emb, hits = cache.get(loaded["key"], split_keys,
                                       lambda pos, _w=split_words: compute(pos, _w))
