@@ -50,7 +50,7 @@ from emoscope.errors import BundleError, ConfigError, EmoScopeError
 from emoscope.fsutil import atomic_directory
 from emoscope.losses import build_loss
 from emoscope.metrics import compute_metrics
-from emoscope.models import EncoderClassifier, TextEncoder, autocast_context, pick_device
+from emoscope.models import EncoderClassifier, autocast_context, pick_device
 from emoscope.text import NormalizerConfig, prepare_words
 from emoscope.thresholds import tune_thresholds
 

@@ -1,0 +1,40 @@
+"""Training cost of stacked bundles, per stage, from what ``emoscope train`` recorded.
+
+Reads each bundle's ``manifest.json`` (``training.stages``: seconds of stage 1 fine-tuning,
+stage 2 embedding and stage 3 meta-learner; the process's peak RSS after each stage) and
+prints a Markdown table. The bundles come from
+
+    /usr/bin/time -v .venv/bin/emoscope train --config training/configs/NAME.toml --output DIR --quiet
+
+(the wall time and peak RSS that ``/usr/bin/time`` prints are the whole process's).
+
+    .venv/bin/python benchmarks/stack_cost.py benchmarks/results/quality/bundles/*-stack
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundles", nargs="+")
+    args = parser.parse_args()
+    print("| recipe | train texts | stage 1 fine-tune | stage 2 embed | stage 3 meta | total | peak RSS after 1 / 2 / 3 | threads |")
+    print("|---|---|---|---|---|---|---|---|")
+    for folder in args.bundles:
+        manifest = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
+        if manifest["model"]["kind"] != "stacked":
+            continue
+        t = manifest["training"]
+        s = t["stages"]
+        peaks = s["peak_rss_mb_after"]
+        print(f"| {manifest['name']} | {manifest['data']['n_train']} | {s['finetune_seconds']:.0f} s | "
+              f"{s['embed_seconds']:.0f} s | {s['meta_seconds']:.0f} s | {t['seconds']:.0f} s | "
+              f"{peaks['finetune']:.0f} / {peaks['embed']:.0f} / {peaks['meta']:.0f} MiB | {t['torch_threads']} |")
+
+
+if __name__ == "__main__":
+    main()
