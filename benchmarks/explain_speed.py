@@ -81,13 +81,14 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
+    parser.add_argument("--langs", default="ar,en", help="which of the two texts: ar, en or both")
     parser.add_argument("--output")
     parser.add_argument("--child", nargs=2, metavar=("CASE", "TEXT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.model, args.child[0], args.child[1], args.threads)))
         return
-    texts = {"ar": thirty_words("semeval2018:ar:dev"), "en": thirty_words("semeval2018:en:dev")}
+    texts = {lang: thirty_words(f"semeval2018:{lang}:dev") for lang in args.langs.split(",")}
     results: dict[str, dict] = {}
     for lang, text in texts.items():
         for case in args.cases.split(","):
