@@ -18,7 +18,13 @@ c1, c2 = st.columns([1, 2])
 method_name = c1.radio("Method", ["Integrated Gradients", "LIME", "attention"], key="explain_method")
 method = {"Integrated Gradients": "ig", "LIME": "lime", "attention": "attention"}[method_name]
 default_labels = [lab for lab in st.session_state.get("explain_labels", []) if lab in predictor.labels]
-labels = c2.multiselect("Labels", predictor.labels, default=default_labels or predictor.labels[:3], key="explain_label_pick")
+if not default_labels and text.strip():
+    try:  # the labels the model predicts for this text (or its most probable one)
+        [first] = predictor.predict([text])
+        default_labels = first.labels or [max(first.probabilities, key=first.probabilities.get)]
+    except EmoScopeError:
+        default_labels = []
+labels = c2.multiselect("Labels", predictor.labels, default=default_labels or predictor.labels[:1], key="explain_label_pick")
 params: dict = {}
 with c2:
     if method == "lime":
