@@ -49,13 +49,13 @@ def main() -> None:
     app = App(Path(args.models))
     browser = Browser(app.url)
     try:
-        browser.wait_text("labels:", 300)  # one session: the model is loaded
+        browser.wait_text("Model: ", 300)  # the Predict page caption: the model is loaded
         one_session = rss_mb(app.proc.pid, "VmRSS")
         pages = [browser.new_tab(app.url) for _ in range(args.sessions)]
         started = time.perf_counter()
         texts = [TEXTS[i % len(TEXTS)] for i in range(args.sessions)]
         for page, text in zip(pages, texts):
-            page.wait_text("labels:", 300)
+            page.wait_text("Model: ", 300)
             page.type_into("textarea", text)
         shown = []
         for page in pages:

@@ -32,7 +32,7 @@ def startup_seconds(models: str) -> float:
     app = App(Path(models))
     browser = Browser(app.url)
     try:
-        browser.wait_text("labels:", 300)
+        browser.wait_text("Model: ", 300)  # the Predict page caption, shown once the model is loaded
         return time.perf_counter() - started
     finally:
         browser.close()
