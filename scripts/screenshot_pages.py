@@ -36,10 +36,11 @@ def main() -> None:
             if name == "predict":
                 browser.goto(f"{app.url}/?text={urllib.parse.quote(TEXT)}")
                 browser.wait_text("Predicted", 300)
-            elif name == "explain":
-                browser.goto(f"{app.url}/explain")
+            elif name == "explain":  # as a user gets there: from a prediction, with its labels
+                browser.goto(f"{app.url}/?text={urllib.parse.quote(TEXT)}")
+                browser.wait_text("Predicted", 300)
+                browser.click_button("Explain this prediction")
                 browser.wait_text("Explain a prediction", 120)
-                browser.type_into("textarea", TEXT)
                 browser.click_button("Explain")
                 browser.wait("document.querySelectorAll('.es-word').length > 3", 600, "highlighted words")
             else:
