@@ -41,11 +41,11 @@ if st.button("Predict", type="primary"):
         st.error(f"Prediction stopped: {exc}")
         st.stop()
     bar.progress(1.0, text="Done")
-    st.session_state["batch_result"] = (str(workdir / out_name), stats)
+    st.session_state["batch_result"] = (upload.file_id, str(workdir / out_name), stats)
 if "batch_result" in st.session_state:
-    path, stats = st.session_state["batch_result"]
+    file_id, path, stats = st.session_state["batch_result"]
     path = Path(path)
-    if path.exists():
+    if file_id == upload.file_id and path.exists():  # results of this upload, not an earlier one
         msg = f"{stats['rows']} rows: {stats['predicted']} predicted"
         if stats["empty"]:
             msg += f", {stats['empty']} with an empty text (kept, no prediction)"

@@ -229,3 +229,46 @@ def test_emoscope_model_preselects_a_bundle(models_dir, tiny_bundle, monkeypatch
     monkeypatch.setenv("EMOSCOPE_MODEL", "/nowhere")
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception and "not a bundle" in at.sidebar.warning[0].value
+
+
+def test_batch_page_predicts_an_uploaded_file_and_explains_bad_ones(models_dir):
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/batch.py").run()
+    csv_bytes = "id,tweet\n1,so furious today\n2,\n3,سعيد اليوم\n".encode("utf-8")
+    at.get("file_uploader")[0].upload("tweets.csv", csv_bytes, "text/csv")
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="batch_column").value == "tweet"
+    at.button[0].click().run()
+    assert not at.exception
+    assert "3 rows: 2 predicted, 1 with an empty text" in at.success[0].value
+    frame = at.dataframe[0].value
+    assert list(frame["tweet"].fillna("")) == ["so furious today", "", "سعيد اليوم"]
+    assert {"prob_anger", "anger", "prob_joy", "joy"} <= set(frame.columns)
+
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/batch.py").run()
+    at.get("file_uploader")[0].upload("latin.csv", "text\ncaf\xe9 olé\n".encode("latin-1"), "text/csv")
+    at.run()
+    assert not at.exception and "not valid UTF-8" in at.error[0].value
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/batch.py").run()
+    at.get("file_uploader")[0].upload("rows.jsonl", b'["not", "an object"]\n', "application/json")
+    at.run()
+    assert not at.exception and "not a JSON object" in at.error[0].value
+
+
+def test_evaluate_page_scores_an_uploaded_labelled_file_and_rejects_wrong_columns(models_dir, tiny_data):
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/evaluate.py").run()
+    at.radio[0].set_value("an uploaded labelled file").run()
+    at.get("file_uploader")[0].upload("dev.csv", Path(tiny_data["dev"]).read_bytes(), "text/csv")
+    at.run()
+    assert not at.exception
+    assert "60 texts" in " ".join(c.value for c in at.caption)
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/evaluate.py").run()
+    at.radio[0].set_value("an uploaded labelled file").run()
+    at.get("file_uploader")[0].upload("bad.csv", b"sentence,happy\nhello,1\n", "text/csv")
+    at.run()
+    assert not at.exception and "cannot be used" in at.error[0].value
