@@ -161,18 +161,7 @@ def file_columns(path: str | Path) -> list[str]:
     ``InputError`` for an unsupported type, a binary or non-UTF-8 file, or an empty one."""
     path = Path(path)
     fmt = _format_of(path)
-    with path.open("rb") as f:
-        head = f.read(65536)
-    if b"\x00" in head:
-        raise InputError(f"{path.name}: holds NUL bytes; it looks like a binary file, not {fmt.upper()} text")
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if exc.start >= len(head) - 4:
-            text = head[: exc.start].decode("utf-8")
-        else:
-            line = head[: exc.start].count(b"\n") + 1
-            raise InputError(f"{path.name}: line {line} is not valid UTF-8; save the file as UTF-8") from None
+    text = _read_head(path, fmt)
     lines = [line for line in text.lstrip("\ufeff").splitlines() if line.strip()]
     if not lines:
         raise InputError(f"{path.name} is empty")
@@ -185,6 +174,21 @@ def file_columns(path: str | Path) -> list[str]:
             raise InputError(f"{path.name}: line 1 is not a JSON object")
         return list(first)
     return next(csv.reader([lines[0]], delimiter="\t" if fmt == "tsv" else ","), [])
+
+
+def _read_head(path: Path, fmt: str) -> str:
+    """The file's first 64 KiB as text; ``InputError`` for NUL bytes (binary) or invalid UTF-8."""
+    with path.open("rb") as f:
+        head = f.read(65536)
+    if b"\x00" in head:
+        raise InputError(f"{path}: holds NUL bytes; it looks like a binary file, not {fmt.upper()} text")
+    try:
+        return head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a multi-byte character cut at the buffer's end
+            line = head[: exc.start].count(b"\n") + 1
+            raise InputError(f"{path}: line {line} is not valid UTF-8 (byte {exc.start}); save the file as UTF-8") from None
+        return head[: exc.start].decode("utf-8")
 
 
 def _format_of(path: Path) -> str:
@@ -214,20 +218,11 @@ def _open_rows(path: Path, text_column: str) -> Iterator[dict[str, Any]]:
     if not path.is_file():
         raise InputError(f"input file not found: {path}")
     fmt = _format_of(path)
-    with path.open("rb") as f:
-        head = f.read(65536)
-    if b"\x00" in head:
-        raise InputError(f"{path}: holds NUL bytes; it looks like a binary file, not {fmt.upper()} text")
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:  # not just a multi-byte character cut at the buffer's end
-            line = head[: exc.start].count(b"\n") + 1
-            raise InputError(f"{path}: line {line} is not valid UTF-8 (byte {exc.start}); save the file as UTF-8") from None
+    head = _read_head(path, fmt)
     if fmt == "jsonl":
         return _jsonl_rows(path, text_column)
     delimiter = "\t" if fmt == "tsv" else ","
-    header_line = head.decode("utf-8", errors="replace").lstrip("\ufeff").splitlines()[0] if head.strip() else ""
+    header_line = head.lstrip("\ufeff").splitlines()[0] if head.strip() else ""
     header = next(csv.reader([header_line], delimiter=delimiter), [])
     if text_column not in header:
         other = "," if delimiter == "\t" else "\t"
