@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -24,12 +22,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from emoscope.data import load_dataset
 from emoscope.predict import Predictor
-
-
-def _seconds(fn, *args) -> float:
-    start = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - start
+from timing import compare  # benchmarks/timing.py, beside this script
 
 
 def main() -> None:
@@ -64,19 +57,7 @@ def main() -> None:
                 model(**enc)
 
     cases = {"one text": texts[:1], f"batch of {len(texts)}": texts}
-    results = {}
-    for name, batch in cases.items():
-        reference(batch), predictor.predict_proba(batch)  # warm-up
-        ref_t, pred_t = [], []
-        for _ in range(args.repeats):
-            ref_t.append(_seconds(reference, batch))
-            pred_t.append(_seconds(predictor.predict_proba, batch))
-        ref_med, pred_med = statistics.median(ref_t), statistics.median(pred_t)
-        results[name] = {"reference_ms": ref_med * 1e3, "predictor_ms": pred_med * 1e3,
-                         "overhead_pct": (pred_med / ref_med - 1) * 100, "texts_per_s": len(batch) / pred_med}
-        print(f"{name:>12}: sum of {len(plain)} plain forwards {ref_med * 1e3:8.1f} ms | stacked Predictor "
-              f"{pred_med * 1e3:8.1f} ms | overhead {results[name]['overhead_pct']:+.1f}% | "
-              f"{results[name]['texts_per_s']:.0f} texts/s")
+    results = compare(cases, reference, predictor.predict_proba, args.repeats, (f"sum of {len(plain)} plain forwards", "stacked Predictor"))
     if args.output:
         Path(args.output).write_text(json.dumps({"model": args.model, "encoders": [e["name"] for e in spec["encoders"]],
                                                  "data": args.data, "threads": args.threads, "repeats": args.repeats,

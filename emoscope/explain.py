@@ -453,7 +453,7 @@ def _ig(model: ExplainModel, text: str, indices: list[int], params: dict[str, An
 FRACTIONS = (0.1, 0.2, 0.5)
 
 
-def _keep_words(text: str, words: Sequence[Word], keep: Sequence[bool]) -> str:
+def _keep_words(words: Sequence[Word], keep: Sequence[bool]) -> str:
     return " ".join(w.text for w, k in zip(words, keep) if k)
 
 
@@ -477,7 +477,7 @@ def faithfulness(model: Any, explanation: Explanation, fractions: Sequence[float
             k = max(1, int(np.ceil(f * n)))
             top = np.zeros(n, dtype=bool)
             top[order[:k]] = True
-            texts += [_keep_words(explanation.text, words, ~top), _keep_words(explanation.text, words, top)]
+            texts += [_keep_words(words, ~top), _keep_words(words, top)]
             plan.append(label)
     probs = model.predict_texts(texts)
     out: dict[str, dict[str, list[float]]] = {}

@@ -789,7 +789,9 @@ class StackedModel(nn.Module):
 
     def encode(self, texts: Sequence[str]) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
         """Tokenised batch per encoder and the word count per text."""
-        word_lists = [self.word_encoders[0].words(t) for t in texts]
+        return self.encode_words([self.word_encoders[0].words(t) for t in texts])
+
+    def encode_words(self, word_lists: Sequence[Sequence[str]]) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
         batches = [we.pad(we.encode(word_lists)) for we in self.word_encoders]
         return batches, torch.as_tensor([len(w) for w in word_lists])
 
@@ -811,11 +813,11 @@ class StackedModel(nn.Module):
         out = np.zeros((len(texts), self.n_labels), dtype=np.float32)
         if not texts:
             return out
-        word_counts = [len(self.word_encoders[0].words(t)) for t in texts]
-        order = np.argsort(word_counts, kind="stable")
+        word_lists = [self.word_encoders[0].words(t) for t in texts]  # once per text: sorting and encoding share them
+        order = np.argsort([len(w) for w in word_lists], kind="stable")
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            batches, n_words = self.encode([texts[i] for i in idx])
+            batches, n_words = self.encode_words([word_lists[i] for i in idx])
             batches = [{k: v.to(device) for k, v in b.items()} for b in batches]
             with autocast_context(device):
                 logits = self(batches, n_words.to(device))
@@ -892,7 +894,7 @@ def load_stacked(folder: Path, manifest: dict[str, Any]) -> StackedModel:
 def train_stack(config: RunConfig, output: str | Path, *, overwrite: bool = False, progress: bool = True,
                 log: Logger = print, work: Path | None = None) -> Path:
     """Run a stacked recipe end to end (stages 1–3) and write the bundle to ``output``."""
-    from emoscope.training import load_training_data, peak_rss_mb
+    from emoscope.training import data_summary, load_training_data, peak_rss_mb
 
     output = Path(output)
     if output.exists() and not overwrite:
@@ -951,9 +953,7 @@ def train_stack(config: RunConfig, output: str | Path, *, overwrite: bool = Fals
                   "encoders": entries},
         "text": config.text.to_dict(),
         "config": config.to_dict(),
-        "data": {"train": train_ds.name, "n_train": len(train_ds), "train_fingerprint": train_ds.fingerprint(),
-                 "validation": val_ds.name, "n_validation": len(val_ds),
-                 "eval": data.eval.name if data.eval else None},
+        "data": data_summary(data),
         "metrics": results,
         "training": {"best_epoch": fit.best_epoch, "epochs_run": len(fit.history), "seconds": round(seconds, 1),
                      "stages": {"finetune_seconds": round(stacked.stage_seconds["finetune"], 1),

@@ -56,6 +56,13 @@ class TrainingData:
     languages: list[str]
 
 
+def data_summary(data: TrainingData) -> dict[str, Any]:
+    """What a bundle's manifest records of its data: names, sizes, the training fingerprint."""
+    return {"train": data.train.name, "n_train": len(data.train), "train_fingerprint": data.train.fingerprint(),
+            "validation": data.validation.name, "n_validation": len(data.validation),
+            "eval": data.eval.name if data.eval else None}
+
+
 def stratified_subset(ds: Dataset, n: int | None, seed: int) -> Dataset:
     """A seeded, label-stratified subset of ``n`` examples (all of them when n is None or larger)."""
     if n is None or n >= len(ds):
@@ -347,9 +354,7 @@ def train(config: RunConfig, output: str | Path, *, overwrite: bool = False, pro
         },
         "text": config.text.to_dict(),
         "config": config.to_dict(),
-        "data": {"train": train_ds.name, "n_train": len(train_ds), "train_fingerprint": train_ds.fingerprint(),
-                 "validation": val_ds.name, "n_validation": len(val_ds),
-                 "eval": data.eval.name if data.eval else None},
+        "data": data_summary(data),
         "metrics": results,
         "training": {"best_epoch": best_epoch, "epochs_run": len(history), "seconds": round(seconds, 1),
                      "peak_rss_mb": round(peak_rss_mb(), 1), "device": str(device),
