@@ -5,8 +5,10 @@ Each measurement runs in its own child process (so peak memory is that method's 
 loads the bundle, explains once to warm up the code paths on a short text, then times one
 explanation of the 30-word text. The naive references: LIME scoring its perturbed texts one at a
 time (batch 1); Integrated Gradients label by label with Captum's ``IntegratedGradients``
-defaults (50 steps, every step in one batch). Reported: seconds, peak RSS of the child, and the
-RSS right after loading the model (the method's own cost is the difference).
+defaults (50 steps, every step in one batch), both in fp32. The project's methods run at their
+default precision ``auto`` (bf16 on AMX CPUs) and again in fp32, to show what each part buys.
+Reported: seconds, peak RSS of the child, and the RSS right after loading the model (the
+method's own cost is the difference).
 
     .venv/bin/python benchmarks/explain_speed.py --model models/default --output benchmarks/results/explain-speed.json
 """
@@ -21,13 +23,18 @@ import sys
 import time
 from pathlib import Path
 
-CASES = {  # name: (method, parameters, description)
+CASES = {  # name: (method, parameters, description); "auto" precision = bf16 on AMX CPUs
     "attention": ("attention", {}, "attention (last layer, heads averaged)"),
-    "ig": ("ig", {"n_steps": 50, "internal_batch_size": 16}, "IG, all labels together, 50 steps"),
+    "ig": ("ig", {"n_steps": 50, "internal_batch_size": 16}, "IG, all labels together, 50 steps (auto)"),
+    "ig-fp32": ("ig", {"n_steps": 50, "internal_batch_size": 16, "precision": "fp32"},
+                "IG, all labels together, 50 steps, fp32"),
     "ig-naive": ("ig-captum", {}, "IG naive: Captum defaults, one label at a time"),
-    "lime-1000": ("lime", {"samples": 1000, "batch_size": 64}, "LIME 1,000 samples, batches of 64"),
-    "lime-1000-naive": ("lime", {"samples": 1000, "batch_size": 1}, "LIME 1,000 samples naive: batch 1"),
-    "lime-5000": ("lime", {"samples": 5000, "batch_size": 64}, "LIME 5,000 samples, batches of 64"),
+    "lime-1000": ("lime", {"samples": 1000, "batch_size": 64}, "LIME 1,000 samples, batches of 64 (auto)"),
+    "lime-1000-fp32": ("lime", {"samples": 1000, "batch_size": 64, "precision": "fp32"},
+                       "LIME 1,000 samples, batches of 64, fp32"),
+    "lime-1000-naive": ("lime", {"samples": 1000, "batch_size": 1, "precision": "fp32"},
+                        "LIME 1,000 samples naive: batch 1, fp32"),
+    "lime-5000": ("lime", {"samples": 5000, "batch_size": 64}, "LIME 5,000 samples, batches of 64 (auto)"),
 }
 
 
@@ -68,12 +75,13 @@ def child(model_dir: str, case: str, text: str, threads: int) -> dict:
                 ig.attribute(tuple(inputs), baselines=tuple(bases), target=j)
     else:
         def run(t: str) -> None:
-            explain(model, t, method, None, params)
+            info["precision"] = explain(model, t, method, None, params).diagnostics.get("precision", "fp32")
+    info = {"precision": "fp32"}
     run("a short warm up text")
     start = time.perf_counter()
     run(text)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "peak_rss_mb": rss_mb(), "rss_after_load_mb": loaded}
+    return {"seconds": seconds, "peak_rss_mb": rss_mb(), "rss_after_load_mb": loaded, **info}
 
 
 def main() -> None:
@@ -98,7 +106,7 @@ def main() -> None:
                 raise SystemExit(proc.stderr[-3000:])
             row = json.loads(proc.stdout.strip().splitlines()[-1])
             results.setdefault(lang, {})[case] = row
-            print(f"{lang} | {CASES[case][2]:<48} | {row['seconds']:7.2f} s | peak RSS {row['peak_rss_mb']:6.0f} MiB "
+            print(f"{lang} | {CASES[case][2]:<56} | {row['precision']:<4} | {row['seconds']:7.2f} s | peak RSS {row['peak_rss_mb']:6.0f} MiB "
                   f"(after load {row['rss_after_load_mb']:6.0f})", flush=True)
     if args.output:
         Path(args.output).write_text(json.dumps({"model": args.model, "threads": args.threads, "texts": texts,

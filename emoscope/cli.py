@@ -60,6 +60,8 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
 def _explain_params(args: argparse.Namespace) -> dict[str, dict[str, object]]:
     lime = {"seed": args.seed, **({"samples": args.samples} if args.samples else {})}
     ig = {k: v for k, v in (("n_steps", args.steps), ("internal_batch_size", args.internal_batch_size)) if v}
+    if args.precision:
+        lime["precision"] = ig["precision"] = args.precision
     attention = {k: v for k, v in (("layer", args.layer), ("rollout", args.rollout or None)) if v is not None}
     if args.head is not None:
         attention["head"] = args.head if args.head == "mean" else int(args.head)
@@ -252,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="lime and --evaluate: random seed")
     p.add_argument("--steps", type=int, help="ig: integration steps (default 50)")
     p.add_argument("--internal-batch-size", type=int, help="ig: steps per forward pass (default 16)")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"),
+                   help="lime and ig: 'auto' (default) runs the model in bf16 on AMX CPUs and bf16 GPUs "
+                        "(about 2-3x faster), 'fp32' exactly as predictions run")
     p.add_argument("--layer", type=int, help="attention: layer (default -1, the last)")
     p.add_argument("--head", help="attention: head number or 'mean' (default)")
     p.add_argument("--rollout", action="store_true", help="attention: attention rollout over all layers")

@@ -173,16 +173,19 @@ class ExplainModel:
             logits = model.head(model.pool(hidden, expanded[0]["attention_mask"]).float())
         return torch.sigmoid(logits.float())
 
-    def predict_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Probabilities for perturbed texts (an empty one reads as one unknown word)."""
+    def predict_texts(self, texts: Sequence[str], batch_size: int = 64, precision: str | None = None) -> np.ndarray:
+        """Probabilities for perturbed texts (an empty one reads as one unknown word).
+
+        ``precision=None`` predicts exactly as ``Predictor`` does; ``auto``/``bf16``/``fp32``: see
+        :func:`emoscope.models.autocast_context`."""
         from emoscope.models import predict_probs
 
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         if self.kind == "stacked":
-            return self.predictor.model.predict_proba(list(texts), batch_size, self.device)
+            return self.predictor.model.predict_proba(list(texts), batch_size, self.device, precision)
         te = self.predictor.text_encoder
-        return predict_probs(self.predictor.model, te, te.token_ids(texts), batch_size, self.device)
+        return predict_probs(self.predictor.model, te, te.token_ids(texts), batch_size, self.device, precision)
 
     def eager_encoders(self) -> list[Any]:
         """Copies of the encoders with eager attention (attention weights exposed), loaded once."""
@@ -301,11 +304,14 @@ def explain_cached(model: Any, text: str, method: str = "ig", labels: Sequence[s
 # --- LIME ----------------------------------------------------------------------------------------
 
 
-@register_method("lime", samples=1000, seed=0, batch_size=64, top_k=10)
+@register_method("lime", samples=1000, seed=0, batch_size=64, top_k=10, precision="auto")
 def _lime(model: ExplainModel, text: str, indices: list[int], params: dict[str, Any]):
     from lime.lime_text import LimeTextExplainer
 
+    from emoscope.models import resolve_precision
     from emoscope.text import segment_words
+
+    precision = resolve_precision(model.device, str(params["precision"]))
 
     words = segment_words(text)
     samples = int(params["samples"])
@@ -317,7 +323,7 @@ def _lime(model: ExplainModel, text: str, indices: list[int], params: dict[str, 
 
     def classify(texts: list[str]) -> np.ndarray:
         calls["texts"] += len(texts)
-        return model.predict_texts(texts, int(params["batch_size"]))
+        return model.predict_texts(texts, int(params["batch_size"]), precision)
 
     exp = explainer.explain_instance(text, classify, labels=indices, num_features=max(len(words), 1),
                                      num_samples=samples)
@@ -325,7 +331,7 @@ def _lime(model: ExplainModel, text: str, indices: list[int], params: dict[str, 
     for r, j in enumerate(indices):
         for feature, weight in exp.as_map()[j]:
             scores[r, feature] = weight
-    diagnostics = {"model_calls": calls["texts"],
+    diagnostics = {"model_calls": calls["texts"], "precision": precision,
                    "local_fit_r2": {model.labels[j]: float(exp.score[j]) if isinstance(exp.score, dict) else float(exp.score)
                                     for j in indices}}
     return scores, diagnostics, {}
@@ -391,13 +397,20 @@ def _attention(model: ExplainModel, text: str, indices: list[int], params: dict[
 
 
 def ig_word_attributions(model: ExplainModel, text: str, indices: list[int], n_steps: int = 50,
-                         internal_batch_size: int = 16) -> tuple[np.ndarray, dict[str, Any]]:
+                         internal_batch_size: int = 16, precision: str = "fp32") -> tuple[np.ndarray, dict[str, Any]]:
     """Integrated Gradients of each requested label's probability, per word of the original text.
 
     All encoders' embeddings move from baseline to input together; each step batch needs one
     forward pass for all labels, then one backward pass per label over the kept graph.
+    ``precision``: the step passes run under that autocast (``bf16``: linear layers in bf16,
+    attention kernels in fp32; inputs, gradients and sums stay fp32). The endpoints of the
+    completeness check are always fp32, so the reported delta includes any bf16 error.
     """
     from captum.attr._utils.approximation_methods import approximation_parameters
+
+    from emoscope.models import autocast_context, resolve_precision
+
+    precision = resolve_precision(model.device, precision)
 
     if n_steps < 2:
         raise InputError(f"ig needs n_steps >= 2, got {n_steps}")
@@ -417,7 +430,8 @@ def ig_word_attributions(model: ExplainModel, text: str, indices: list[int], n_s
         a = torch.as_tensor(points[start:start + internal_batch_size], dtype=inputs[0].dtype, device=inputs[0].device)
         w = torch.as_tensor(weights[start:start + internal_batch_size], dtype=inputs[0].dtype, device=inputs[0].device)
         scaled = [(b + a[:, None, None] * (x - b)).requires_grad_(True) for x, b in zip(inputs, bases)]
-        probs = model.forward_embeds(scaled, batches, n_words)[:, target]  # [c, m]
+        with autocast_context(model.device, precision):
+            probs = model.forward_embeds(scaled, batches, n_words)[:, target]  # [c, m]
         for r in range(m):
             grads = torch.autograd.grad(probs[:, r].sum(), scaled, retain_graph=r < m - 1)
             for k, g in enumerate(grads):
@@ -437,14 +451,14 @@ def ig_word_attributions(model: ExplainModel, text: str, indices: list[int], n_s
     diagnostics = {"convergence_delta": {model.labels[j]: float(d) for j, d in zip(indices, delta)},
                    "baseline_probability": {model.labels[j]: float(p) for j, p in zip(indices, p_base)},
                    "attribution_sum": {model.labels[j]: float(s) for j, s in zip(indices, total_attr)},
-                   "words_read": len(read), "words": len(words)}
+                   "words_read": len(read), "words": len(words), "precision": precision}
     return scores, diagnostics
 
 
-@register_method("ig", n_steps=50, internal_batch_size=16)
+@register_method("ig", n_steps=50, internal_batch_size=16, precision="auto")
 def _ig(model: ExplainModel, text: str, indices: list[int], params: dict[str, Any]):
     scores, diagnostics = ig_word_attributions(model, text, indices, int(params["n_steps"]),
-                                               int(params["internal_batch_size"]))
+                                               int(params["internal_batch_size"]), str(params["precision"]))
     return scores, diagnostics, {}
 
 

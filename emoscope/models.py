@@ -158,10 +158,11 @@ class EncoderClassifier(nn.Module):
 
 @torch.inference_mode()
 def predict_probs(model: EncoderClassifier, text_encoder: TextEncoder, token_ids: Sequence[Sequence[int]],
-                  batch_size: int, device: torch.device) -> np.ndarray:
+                  batch_size: int, device: torch.device, precision: str | None = None) -> np.ndarray:
     """Sigmoid probabilities [n, L] for tokenised texts, in input order.
 
-    Batches follow token length so each pads only to its own longest text.
+    Batches follow token length so each pads only to its own longest text. ``precision``: see
+    :func:`autocast_context` (``None``, the default, keeps CPU predictions in fp32).
     """
     if model.training:  # eval() walks every module (~0.5 ms): only pay it when switching
         model.eval()
@@ -170,7 +171,7 @@ def predict_probs(model: EncoderClassifier, text_encoder: TextEncoder, token_ids
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         batch = {k: v.to(device) for k, v in text_encoder.pad([token_ids[i] for i in idx]).items()}
-        with autocast_context(device):
+        with autocast_context(device, precision):
             logits = model(**batch)
         out[idx] = torch.sigmoid(logits.float()).cpu().numpy()
     return out
@@ -187,8 +188,66 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
-def autocast_context(device: torch.device):
-    """bf16 autocast on CUDA GPUs that support it; a no-op context elsewhere."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast_context(device: torch.device, precision: str | None = None):
+    """The autocast context for inference on ``device``.
+
+    ``precision=None`` (predictions, training): bf16 autocast on CUDA GPUs that support it, fp32
+    elsewhere, so CPU predictions stay exactly fp32. ``"auto"`` (explanations, which run the
+    model hundreds of times): bf16 also on CPUs with AMX tiles, where bf16 matrix products are
+    several times faster; ``"bf16"`` / ``"fp32"`` force one. See :func:`resolve_precision`.
+    """
+    if precision is None:
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if resolve_precision(device, precision) == "bf16":
+        if device.type == "cpu":
+            _install_cpu_fp32_attention()
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return torch.autocast(device.type, enabled=False)
+
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """``auto`` → ``bf16`` on a bf16 CUDA GPU or an AMX CPU, else ``fp32``; others as given."""
+    if precision not in PRECISIONS:
+        from emoscope.errors import InputError
+
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return "bf16" if device.type == "cpu" and amx is not None and amx() else "fp32"
+
+
+_FP32_ATTENTION_INSTALLED = False
+
+
+def _install_cpu_fp32_attention() -> None:
+    """Under CPU bf16 autocast, run transformers' SDPA attention kernel in fp32.
+
+    Measured on this project's encoders (benchmarks/explain_speed.py): CPU bf16 autocast makes
+    the linear layers ~4x faster (AMX), but PyTorch's bf16 flash-attention *backward* on CPU is
+    ~7x slower than fp32, so Integrated Gradients got slower overall. Running only the attention
+    kernel in fp32 keeps the fast linears and the fast fp32 kernel (and is more accurate). The
+    wrapper changes nothing unless CPU autocast is on in the calling thread (autocast state is
+    thread-local), so predictions and other sessions are unaffected. Installed once per process.
+    """
+    global _FP32_ATTENTION_INSTALLED
+    if _FP32_ATTENTION_INSTALLED:
+        return
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    original = ALL_ATTENTION_FUNCTIONS["sdpa"]
+
+    def sdpa_fp32_on_cpu_autocast(module, query, key, value, attention_mask, *args, **kwargs):
+        if query.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                mask = attention_mask.float() if attention_mask is not None and attention_mask.is_floating_point() else attention_mask
+                return original(module, query.float(), key.float(), value.float(), mask, *args, **kwargs)
+        return original(module, query, key, value, attention_mask, *args, **kwargs)
+
+    ALL_ATTENTION_FUNCTIONS["sdpa"] = sdpa_fp32_on_cpu_autocast
+    _FP32_ATTENTION_INSTALLED = True

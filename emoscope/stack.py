@@ -807,7 +807,8 @@ class StackedModel(nn.Module):
         return self.meta(torch.cat(parts, dim=-1), n_words, return_features=return_features)
 
     @torch.inference_mode()
-    def predict_proba(self, texts: Sequence[str], batch_size: int, device: torch.device) -> np.ndarray:
+    def predict_proba(self, texts: Sequence[str], batch_size: int, device: torch.device,
+                      precision: str | None = None) -> np.ndarray:
         if self.training:
             self.eval()
         out = np.zeros((len(texts), self.n_labels), dtype=np.float32)
@@ -819,7 +820,7 @@ class StackedModel(nn.Module):
             idx = order[start:start + batch_size]
             batches, n_words = self.encode_words([word_lists[i] for i in idx])
             batches = [{k: v.to(device) for k, v in b.items()} for b in batches]
-            with autocast_context(device):
+            with autocast_context(device, precision):
                 logits = self(batches, n_words.to(device))
             out[idx] = torch.sigmoid(logits.float()).cpu().numpy()
         return out

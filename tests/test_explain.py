@@ -109,7 +109,7 @@ def test_every_method_ranks_the_cue_word_first(cue_model, method, params):
 
 
 def test_ig_gives_the_cue_everything_and_other_words_nothing(cue_model):
-    exp = explain(cue_model, TEXT, "ig", None, {"n_steps": 50})
+    exp = explain(cue_model, TEXT, "ig", None, {"n_steps": 50, "precision": "fp32"})
     scores = exp.scores("anger")
     cue = [w.text for w in exp.words].index(CUE)
     assert scores[cue] > 0.5
@@ -119,7 +119,7 @@ def test_ig_gives_the_cue_everything_and_other_words_nothing(cue_model):
 
 
 def test_ig_completeness_within_the_reported_delta(tiny_model):
-    exp = explain(tiny_model, "we were so scared and angry today", "ig", None, {"n_steps": 50})
+    exp = explain(tiny_model, "we were so scared and angry today", "ig", None, {"n_steps": 50, "precision": "fp32"})
     for label in LABELS:
         d = exp.diagnostics
         gap = d["attribution_sum"][label] - (exp.labels[label].probability - d["baseline_probability"][label])
@@ -128,11 +128,34 @@ def test_ig_completeness_within_the_reported_delta(tiny_model):
         assert exp.scores(label).sum() == pytest.approx(d["attribution_sum"][label], abs=1e-5)
 
 
+@pytest.mark.parametrize("method,params", [("ig", {"n_steps": 30}), ("lime", {"samples": 300, "seed": 2})])
+def test_bf16_explanations_agree_with_fp32_and_leave_predictions_exact(tiny_model, method, params):
+    """bf16 (the default on AMX CPUs and bf16 GPUs) is a speed option: it must rank words as
+    fp32 does, report what it used, and leave the fp32 predictions of the same process untouched."""
+    text = "we were so scared and angry today"
+    before = tiny_model.predict_texts([text, "happy and sad day"])
+    fp32 = explain(tiny_model, text, method, None, {**params, "precision": "fp32"})
+    bf16 = explain(tiny_model, text, method, None, {**params, "precision": "bf16"})
+    assert fp32.diagnostics["precision"] == "fp32" and bf16.diagnostics["precision"] == "bf16"
+    for label in LABELS:
+        a, b = fp32.scores(label), bf16.scores(label)
+        assert np.corrcoef(a, b)[0, 1] > 0.95, (label, a, b)
+        assert fp32.labels[label].probability == bf16.labels[label].probability  # reported in fp32
+    if method == "ig":
+        assert max(abs(d) for d in bf16.diagnostics["convergence_delta"].values()) < 0.02
+    np.testing.assert_array_equal(tiny_model.predict_texts([text, "happy and sad day"]), before)
+
+
+def test_precision_is_checked(tiny_model):
+    with pytest.raises(InputError, match="precision must be one of auto, bf16, fp32"):
+        explain(tiny_model, TEXT, "ig", ["anger"], {"precision": "fp16"})
+
+
 def test_ig_matches_captum_label_by_label(tiny_model):
     from captum.attr import IntegratedGradients
 
     text = "happy and sad day"
-    exp = explain(tiny_model, text, "ig", ["joy", "sadness"], {"n_steps": 30, "internal_batch_size": 7})
+    exp = explain(tiny_model, text, "ig", ["joy", "sadness"], {"n_steps": 30, "internal_batch_size": 7, "precision": "fp32"})
     _, read, model_words = tiny_model.words(text)
     batches = tiny_model.batches(model_words)
     inputs, bases = tiny_model.input_embeddings(batches), tiny_model.baselines(batches)
