@@ -85,11 +85,20 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         methods = args.methods.split(",")
         result = evaluate_methods(model, [data.texts[i] for i in picks], methods, params, seed=args.seed,
                                   log=(lambda _: None) if args.quiet else print)
-        lines = ["| method | comprehensiveness ↑ | sufficiency ↓ | seconds per text | (text, label) pairs |",
-                 "|---|---|---|---|---|"]
+        lines = ["| method | comprehensiveness ↑ | sufficiency ↓ | vs random: comprehensiveness gain [95% CI], wins "
+                 "| vs random: sufficiency gain [95% CI], wins | seconds per text | (text, label) pairs |",
+                 "|---|---|---|---|---|---|---|"]
+
+        def versus(row: dict, measure: str) -> str:
+            v = row.get(f"{measure}_vs_random")
+            if not v or v["mean"] is None:
+                return "—"
+            return f"{v['mean']:+.3f} [{v['ci95_low']:+.3f}, {v['ci95_high']:+.3f}], {v['win_rate']:.0%}"
+
         for name, row in result.items():
             seconds = "—" if row.get("seconds") is None else f"{row['seconds']:.2f}"
-            lines.append(f"| {name} | {row['comprehensiveness']:.4f} | {row['sufficiency']:.4f} | {seconds} | {row['pairs']} |")
+            lines.append(f"| {name} | {row['comprehensiveness']:.4f} | {row['sufficiency']:.4f} | "
+                         f"{versus(row, 'comprehensiveness')} | {versus(row, 'sufficiency')} | {seconds} | {row['pairs']} |")
         print("\n".join(lines))
         if args.output:
             Path(args.output).write_text(json.dumps({"model": str(args.model), "data": data.name, "n": len(picks),

@@ -581,9 +581,26 @@ def evaluate_methods(model: Any, texts: Sequence[str], methods: Sequence[str],
             rows["random"]["comprehensiveness"].append(f["comprehensiveness"])
             rows["random"]["sufficiency"].append(f["sufficiency"])
         log(f"[explain --evaluate] {i + 1}/{len(texts)}")
-    return {m: {k: (float(np.mean(v)) if v else None) for k, v in r.items()} | {"pairs": len(r["comprehensiveness"])}
-            for m, r in rows.items()}
+    out = {m: {k: (float(np.mean(v)) if v else None) for k, v in r.items()} | {"pairs": len(r["comprehensiveness"])}
+           for m, r in rows.items()}
+    for method in methods:  # paired with the random control on the same (text, label) pairs
+        for measure, better in (("comprehensiveness", 1.0), ("sufficiency", -1.0)):
+            diff = better * (np.asarray(rows[method][measure]) - np.asarray(rows["random"][measure]))
+            out[method][f"{measure}_vs_random"] = paired_summary(diff, seed)
+    return out
 
 
-__all__ = ["Explanation", "ExplainModel", "LabelExplanation", "METHODS", "evaluate_methods", "explain",
+def paired_summary(diff: np.ndarray, seed: int = 0, resamples: int = 2000) -> dict[str, float | None]:
+    """Mean of paired differences (positive = better than the control), its 95 % bootstrap
+    interval, and the share of pairs where the method did better."""
+    diff = np.asarray(diff, dtype=float)
+    if diff.size == 0:
+        return {"mean": None, "ci95_low": None, "ci95_high": None, "win_rate": None}
+    means = np.random.default_rng(seed).choice(diff, size=(resamples, diff.size), replace=True).mean(1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {"mean": float(diff.mean()), "ci95_low": float(low), "ci95_high": float(high),
+            "win_rate": float((diff > 0).mean())}
+
+
+__all__ = ["Explanation", "ExplainModel", "LabelExplanation", "METHODS", "evaluate_methods", "explain", "paired_summary",
            "explain_cached", "faithfulness", "ig_word_attributions", "random_scores", "register_method", "render_html"]

@@ -292,5 +292,18 @@ def test_cli_explains_as_json_and_html_and_evaluates(tiny_bundle, tiny_data, tmp
                  "--methods", "attention,ig", "--steps", "8", "--quiet", "--output", str(tmp_path / "f.json")]) == 0
     table = capsys.readouterr().out
     assert "| random |" in table and "| ig |" in table
+    result = json.loads((tmp_path / "f.json").read_text(encoding="utf-8"))["results"]
+    paired = result["ig"]["comprehensiveness_vs_random"]
+    assert paired["ci95_low"] <= paired["mean"] <= paired["ci95_high"] and 0 <= paired["win_rate"] <= 1
+    assert "comprehensiveness_vs_random" not in result["random"]
     assert main(["explain", "--model", str(tiny_bundle), "--text", " "]) == 2
     assert "empty" in capsys.readouterr().err
+
+
+def test_paired_summary_by_hand():
+    from emoscope.explain import paired_summary
+
+    s = paired_summary(np.array([0.1, 0.3, -0.1, 0.5]))
+    assert s["mean"] == pytest.approx(0.2) and s["win_rate"] == pytest.approx(0.75)
+    assert -0.1 <= s["ci95_low"] < 0.2 < s["ci95_high"] <= 0.5
+    assert paired_summary(np.array([]))["mean"] is None
