@@ -56,6 +56,8 @@ def variants(config: RunConfig, folds: bool) -> list[dict[str, Any]]:
         {"name": "hybrid − label correlation", "loss": dataclasses.replace(hybrid, correlation_weight=0.0)},
         {"name": "hybrid − contrastive", "loss": dataclasses.replace(hybrid, contrastive_weight=0.0)},
     ]
+    if config.meta.base_logits:
+        out.append({"name": "hybrid − base-classifier logits", "loss": hybrid, "base": False})
     if folds:
         out.append({"name": "hybrid, naive stacking", "loss": hybrid, "naive": True})
     for v in out:
@@ -114,14 +116,20 @@ def run_ablation(config: RunConfig, *, seeds: int = 1, progress: bool = False, l
     meta_seconds = []
     for variant in variants(config, stacked.train_oof is not None):
         runs, val_f1, seconds = [], [], []
-        train_emb = stacked.select(variant["encoders"], "train", naive=variant.get("naive", False))
+        naive = variant.get("naive", False)
+        train_emb = stacked.select(variant["encoders"], "train", naive=naive)
         val_emb = stacked.select(variant["encoders"], "validation")
         eval_emb = stacked.select(variant["encoders"], scored_split)
+        use_base = variant.get("base", True)
+        train_base = stacked.select_base(variant["encoders"], "train", naive=naive) if use_base else None
+        val_base = stacked.select_base(variant["encoders"], "validation") if use_base else None
+        eval_base = stacked.select_base(variant["encoders"], scored_split) if use_base else None
         sizes = [stacked.input_sizes[stacked.encoders.index(n)] for n in variant["encoders"]]
         for s in range(seeds):
             fit = fit_meta(config.meta, variant["loss"], config.thresholds, config.training.seed + s, train_emb,
-                           train_ds, val_emb, val_ds, sizes, device=device, log=lambda m: log(f"  {variant['name']}: {m}"))
-            probs = meta_probs(fit.meta.to(device), eval_emb, 256, device)
+                           train_ds, val_emb, val_ds, sizes, device=device, log=lambda m: log(f"  {variant['name']}: {m}"),
+                           train_base=train_base, val_base=val_base)
+            probs = meta_probs(fit.meta.to(device), eval_emb, 256, device, eval_base)
             runs.append(score(probs, fit.thresholds))
             val_f1.append(compute_metrics(val_ds.labels, fit.val_probs, fit.thresholds,
                                           label_mask=val_ds.label_mask)["macro_f1"])

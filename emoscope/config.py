@@ -225,6 +225,9 @@ class MetaConfig:
     input_dropout: float = 0.1
     pooling: str = "attention"
     dense_size: int = 128
+    # also read each fine-tuned encoder's stage-1 classifier logits (out-of-fold for training
+    # texts), starting from their ensemble: classic stacking of predictions next to the embeddings
+    base_logits: bool = False
     lr: float = 2e-3
     weight_decay: float = 0.01
     batch_size: int = 32

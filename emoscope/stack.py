@@ -30,6 +30,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -144,11 +145,20 @@ def pool_words(hidden: torch.Tensor, word_index: torch.Tensor, n_words: int, mod
 
 
 class MetaLearner(nn.Module):
-    """Per-encoder LayerNorm → Bi-LSTM over words → pooling over words → dense → one logit per label."""
+    """Per-encoder LayerNorm → Bi-LSTM over words → pooling over words → dense → one logit per label.
+
+    With ``n_base > 0`` it also reads the logits of the ``n_base`` fine-tuned base classifiers
+    (stage 1's heads, classic stacking of predictions): the output is their per-label weighted sum
+    (weights start at ``1 / n_base``) plus the Bi-LSTM's correction, whose last layer starts at
+    zero, so training starts from the base classifiers' ensemble and learns what the stacked
+    word vectors add.
+    """
 
     def __init__(self, input_sizes: Sequence[int], n_labels: int, hidden_size: int = 128, layers: int = 1,
-                 dropout: float = 0.3, input_dropout: float = 0.1, pooling: str = "attention", dense_size: int = 128):
+                 dropout: float = 0.3, input_dropout: float = 0.1, pooling: str = "attention", dense_size: int = 128,
+                 n_base: int = 0):
         super().__init__()
+        self.n_base = int(n_base)
         self.input_sizes = [int(x) for x in input_sizes]
         self.pooling = pooling
         self.norms = nn.ModuleList(nn.LayerNorm(d) for d in self.input_sizes)
@@ -163,14 +173,23 @@ class MetaLearner(nn.Module):
         else:
             self.dense = nn.Identity()
             self.out = nn.Linear(2 * hidden_size, n_labels)
+        if self.n_base:
+            self.base_weight = nn.Parameter(torch.full((self.n_base, n_labels), 1.0 / self.n_base))
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
 
     @property
     def n_labels(self) -> int:
         return self.out.out_features
 
-    def forward(self, x: torch.Tensor, n_words: torch.Tensor,
-                return_features: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """``x [B, W, sum(input_sizes)]``, ``n_words [B]`` → logits ``[B, L]`` (and the pooled vectors)."""
+    def forward(self, x: torch.Tensor, n_words: torch.Tensor, return_features: bool = False,
+                base: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """``x [B, W, sum(input_sizes)]``, ``n_words [B]`` (and ``base [B, n_base * L]``, the base
+        classifiers' logits, when ``n_base > 0``) → logits ``[B, L]`` (and the pooled vectors)."""
+        if self.n_base and (base is None or base.shape[-1] != self.n_base * self.n_labels):
+            got = "none" if base is None else f"{base.shape[-1]} values per text"
+            raise ValueError(f"this meta-learner reads the logits of {self.n_base} base classifiers "
+                             f"({self.n_base * self.n_labels} values per text); got {got}")
         parts = torch.split(x.float(), self.input_sizes, dim=-1)
         x = self.input_dropout(torch.cat([norm(p) for norm, p in zip(self.norms, parts)], dim=-1))
         width = x.size(1)
@@ -187,12 +206,24 @@ class MetaLearner(nn.Module):
             scores = self.attention(out).squeeze(-1).masked_fill(~mask, float("-inf"))
             pooled = (torch.softmax(scores, dim=1).unsqueeze(-1) * out).sum(1)
         logits = self.out(self.dense(self.dropout(pooled)))
+        if self.n_base:
+            prior = base.float().view(-1, self.n_base, self.n_labels)
+            logits = logits + (prior * self.base_weight).sum(1)
         return (logits, pooled) if return_features else logits
 
 
-def build_meta(input_sizes: Sequence[int], n_labels: int, cfg: MetaConfig) -> MetaLearner:
+def build_meta(input_sizes: Sequence[int], n_labels: int, cfg: MetaConfig, n_base: int = 0) -> MetaLearner:
     return MetaLearner(input_sizes, n_labels, hidden_size=cfg.hidden_size, layers=cfg.layers, dropout=cfg.dropout,
-                       input_dropout=cfg.input_dropout, pooling=cfg.pooling, dense_size=cfg.dense_size)
+                       input_dropout=cfg.input_dropout, pooling=cfg.pooling, dense_size=cfg.dense_size,
+                       n_base=n_base)
+
+
+def pool_tokens(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """Sentence vector as a stage-1 classifier pools it: the first token, or the mean over real tokens."""
+    if mode == "cls":
+        return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
 # --- word embeddings: extraction and cache -------------------------------------------------------
@@ -295,6 +326,25 @@ def extract_word_embeddings(encoder: nn.Module, word_encoder: WordEncoder, word_
     return WordEmbeddings(np.ascontiguousarray(np.concatenate(rows), dtype=np.float32), offsets)
 
 
+@torch.inference_mode()
+def extract_base_logits(encoder: nn.Module, head: nn.Module, pooling: str, word_encoder: WordEncoder,
+                        word_lists: Sequence[Sequence[str]], batch_size: int, device: torch.device) -> WordEmbeddings:
+    """A base classifier's logits for each text (one row per text), read through the stack's own
+    word segmentation, exactly as :class:`StackedModel` computes them at prediction time."""
+    encoder.eval()
+    encoded = word_encoder.encode(word_lists)
+    out = np.zeros((len(encoded), head.out_features), dtype=np.float32)
+    order = np.argsort([len(ids) for ids, _ in encoded], kind="stable")
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        batch = word_encoder.pad([encoded[i] for i in idx])
+        mask = batch["attention_mask"].to(device)
+        with autocast_context(device):
+            hidden = encoder(input_ids=batch["input_ids"].to(device), attention_mask=mask).last_hidden_state
+        out[idx] = head(pool_tokens(hidden.float(), mask, pooling)).float().cpu().numpy()
+    return WordEmbeddings(out, np.arange(len(encoded) + 1, dtype=np.int64))
+
+
 class EmbeddingCache:
     """Word vectors on disk, keyed by (encoder key, text key); ``root=None`` caches nothing.
 
@@ -384,9 +434,17 @@ class BaseModel:
         """``(tokenizer, encoder)``."""
         if self.folder is None:
             return load_encoder(self.source)
+        tokenizer, encoder, _ = self.load_with_head()
+        return tokenizer, encoder
+
+    def load_with_head(self) -> tuple[Any, nn.Module, nn.Module | None]:
+        """``(tokenizer, encoder, classifier head)``; the head is None for a pretrained encoder."""
+        if self.folder is None:
+            tokenizer, encoder = load_encoder(self.source)
+            return tokenizer, encoder, None
         n_labels = json.loads((self.folder / "info.json").read_text(encoding="utf-8"))["n_labels"]
         model, tokenizer = EncoderClassifier.load(self.folder, n_labels=n_labels, pooling=self.pooling)
-        return tokenizer, model.encoder
+        return tokenizer, model.encoder, model.head
 
 
 def _source_stamp(source: str) -> str | None:
@@ -526,6 +584,9 @@ class StackData:
     single_scores: dict[str, dict[str, Any]]  # encoder name -> stage-1 full model's validation/eval probs
     stage_seconds: dict[str, float]
     stage_peak_rss_mb: dict[str, float]
+    # fine-tuned encoder name -> split ("train", "train-naive", "validation", "eval") -> logits of
+    # its stage-1 classifier, one row per text (out-of-fold for "train"); empty unless meta.base_logits
+    base_logits: dict[str, dict[str, WordEmbeddings]] = dataclasses.field(default_factory=dict)
 
     def select(self, names: Sequence[str], split: str, naive: bool = False) -> WordEmbeddings:
         table = {"train": (self.train_naive if naive or self.train_oof is None else self.train_oof),
@@ -533,6 +594,18 @@ class StackData:
         if table is None:
             raise ValueError(f"no {split} embeddings")
         return WordEmbeddings.hstack([table[self.encoders.index(n)] for n in names])
+
+    def base_names(self, names: Sequence[str]) -> list[str]:
+        """Of ``names``, the encoders whose stage-1 classifier logits the meta-learner can read."""
+        return [n for n in names if n in self.base_logits]
+
+    def select_base(self, names: Sequence[str], split: str, naive: bool = False) -> np.ndarray | None:
+        """``[n, len(base_names) * L]``: the base classifiers' logits, concatenated; None if none."""
+        chosen = self.base_names(names)
+        if not chosen:
+            return None
+        key = "train-naive" if split == "train" and (naive or self.train_oof is None) else split
+        return np.concatenate([self.base_logits[n][key].flat for n in chosen], axis=1)
 
 
 def work_folder(config: RunConfig, train_ds: Dataset) -> Path:
@@ -593,9 +666,12 @@ def prepare_stack(config: RunConfig, data: Any, *, work: Path | None = None, pro
 
     started = time.perf_counter()
     out: dict[str, dict[str, WordEmbeddings]] = {}
+    base_logits: dict[str, dict[str, WordEmbeddings]] = {}
+    want_base = config.meta.base_logits
     input_sizes = []
     for enc_cfg in config.encoders:
         name = enc_cfg.label
+        logit_pieces: dict[str, list[tuple[WordEmbeddings, np.ndarray]]] = {}
         jobs: list[tuple[BaseModel, str, np.ndarray, bool]] = []  # (model, split, positions, allow_seen)
         full = base_models[name]
         for split in words:
@@ -626,11 +702,24 @@ def prepare_stack(config: RunConfig, data: Any, *, work: Path | None = None, pro
 
             def compute(positions: list[int], split_words: list[list[str]], _loaded=loaded, _model=model) -> WordEmbeddings:
                 if "pair" not in _loaded:
-                    _loaded["pair"] = _model.load()
+                    tokenizer, encoder, head = _model.load_with_head()
+                    _loaded["pair"] = (tokenizer, encoder)
+                    if head is not None:
+                        _loaded["head"] = head.to(device).eval()
                 tokenizer, encoder = _loaded["pair"]
                 we = WordEncoder(tokenizer, normalizer, enc_cfg.max_length, stack.max_words, text_prefix(enc_cfg.source))
                 return extract_word_embeddings(encoder.to(device), we, [split_words[p] for p in positions],
                                                config.training.eval_batch_size, device, stack.word_pooling)
+
+            def compute_logits(positions: list[int], split_words: list[list[str]], _loaded=loaded,
+                               _model=model) -> WordEmbeddings:
+                if "head" not in _loaded:
+                    tokenizer, encoder, head = _model.load_with_head()
+                    _loaded["pair"], _loaded["head"] = (tokenizer, encoder), head.to(device).eval()
+                tokenizer, encoder = _loaded["pair"]
+                we = WordEncoder(tokenizer, normalizer, enc_cfg.max_length, stack.max_words, text_prefix(enc_cfg.source))
+                return extract_base_logits(encoder.to(device), _loaded["head"], enc_cfg.pooling, we,
+                                           [split_words[p] for p in positions], config.training.eval_batch_size, device)
 
             for _, split, positions, allow_seen in model_jobs:
                 if len(positions) == 0:
@@ -653,9 +742,17 @@ def prepare_stack(config: RunConfig, data: Any, *, work: Path | None = None, pro
                                       lambda pos, _w=split_words: compute(pos, _w))
                 log(f"[stage 2] {name}/{model.role} → {split}: {len(positions)} texts ({hits} from the cache)")
                 pieces.setdefault(split, []).append((emb, positions))
+                if want_base and model.folder is not None:
+                    logits, _ = cache.get(f"{loaded['key']}-head-{enc_cfg.pooling}", split_keys,
+                                          lambda pos, _w=split_words: compute_logits(pos, _w))
+                    logit_pieces.setdefault(split, []).append((logits, positions))
             loaded.clear()
         out[name] = {split: WordEmbeddings.gather(p, len(words["train" if split == "train-naive" else split]))
                      for split, p in pieces.items()}
+        if logit_pieces:
+            base_logits[name] = {split: WordEmbeddings.gather(p, len(words["train" if split == "train-naive" else split]))
+                                 for split, p in logit_pieces.items()}
+            base_logits[name].setdefault("train-naive", base_logits[name]["train"])
         input_sizes.append(out[name]["validation"].dim)
     seconds["embed"] = time.perf_counter() - started
     peaks["embed"] = peak_rss_mb()
@@ -667,6 +764,7 @@ def prepare_stack(config: RunConfig, data: Any, *, work: Path | None = None, pro
         validation=[out[n]["validation"] for n in names],
         eval=[out[n]["eval"] for n in names] if eval_ds is not None else None,
         base_models=base_models, single_scores=single_scores, stage_seconds=seconds, stage_peak_rss_mb=peaks,
+        base_logits=base_logits,
     )
 
 
@@ -690,15 +788,20 @@ class MetaFit:
     seconds: float
 
 
+def _base_batch(base: np.ndarray | None, idx: Sequence[int], device: torch.device) -> torch.Tensor | None:
+    return None if base is None else torch.from_numpy(np.ascontiguousarray(base[idx])).to(device)
+
+
 @torch.inference_mode()
-def meta_probs(meta: MetaLearner, emb: WordEmbeddings, batch_size: int, device: torch.device) -> np.ndarray:
+def meta_probs(meta: MetaLearner, emb: WordEmbeddings, batch_size: int, device: torch.device,
+               base: np.ndarray | None = None) -> np.ndarray:
     meta.eval()
     out = np.zeros((len(emb), meta.n_labels), dtype=np.float32)
     order = np.argsort(emb.lengths(), kind="stable")
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         x, n = emb.batch(idx, device)
-        out[idx] = torch.sigmoid(meta(x, n).float()).cpu().numpy()
+        out[idx] = torch.sigmoid(meta(x, n, base=_base_batch(base, idx, device)).float()).cpu().numpy()
     return out
 
 
@@ -710,8 +813,12 @@ def pick_thresholds(cfg: ThresholdConfig, labels: np.ndarray, probs: np.ndarray,
 
 def fit_meta(meta_cfg: MetaConfig, loss_cfg: LossConfig, thresholds_cfg: ThresholdConfig, seed: int,
              train_emb: WordEmbeddings, train_ds: Dataset, val_emb: WordEmbeddings, val_ds: Dataset,
-             input_sizes: Sequence[int], *, device: torch.device | None = None, log: Logger = print) -> MetaFit:
-    """Train the Bi-LSTM meta-learner on cached word embeddings, early-stopping on validation macro-F1."""
+             input_sizes: Sequence[int], *, device: torch.device | None = None, log: Logger = print,
+             train_base: np.ndarray | None = None, val_base: np.ndarray | None = None) -> MetaFit:
+    """Train the Bi-LSTM meta-learner on cached word embeddings, early-stopping on validation macro-F1.
+
+    ``train_base``/``val_base``: the base classifiers' logits per text (``[n, n_base * L]``), read
+    by the meta-learner when given (see :class:`MetaLearner`)."""
     from transformers import get_cosine_schedule_with_warmup
 
     from emoscope.training import length_bucketed_batches, loss_options, seed_everything
@@ -720,7 +827,10 @@ def fit_meta(meta_cfg: MetaConfig, loss_cfg: LossConfig, thresholds_cfg: Thresho
     device = device or torch.device("cpu")
     seed_everything(seed)
     labels = train_ds.label_names
-    meta = build_meta(input_sizes, len(labels), meta_cfg).to(device)
+    n_base = 0 if train_base is None else train_base.shape[1] // len(labels)
+    if (train_base is None) != (val_base is None):
+        raise ValueError("give the base classifiers' logits for both the training and the validation texts, or neither")
+    meta = build_meta(input_sizes, len(labels), meta_cfg, n_base).to(device)
     loss_fn = build_loss(loss_cfg.name, train_ds.labels, train_ds.label_mask, **loss_options(loss_cfg)).to(device)
     optimizer = torch.optim.AdamW(meta.parameters(), lr=meta_cfg.lr, weight_decay=meta_cfg.weight_decay)
     steps = -(-len(train_ds) // meta_cfg.batch_size) * meta_cfg.epochs
@@ -739,7 +849,7 @@ def fit_meta(meta_cfg: MetaConfig, loss_cfg: LossConfig, thresholds_cfg: Thresho
             x, n = train_emb.batch(idx, device)
             targets = targets_all[idx].to(device)
             mask = None if mask_all is None else mask_all[idx].to(device)
-            logits, features = meta(x, n, return_features=True)
+            logits, features = meta(x, n, return_features=True, base=_base_batch(train_base, idx, device))
             loss = loss_fn(logits, targets, mask=mask, features=features)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -748,7 +858,7 @@ def fit_meta(meta_cfg: MetaConfig, loss_cfg: LossConfig, thresholds_cfg: Thresho
             scheduler.step()
             loss_sum += loss.item() * len(idx)
             seen += len(idx)
-        probs = meta_probs(meta, val_emb, 256, device)
+        probs = meta_probs(meta, val_emb, 256, device, val_base)
         thresholds = pick_thresholds(thresholds_cfg, val_ds.labels, probs, val_ds.label_mask)
         f1 = compute_metrics(val_ds.labels, probs, thresholds, label_mask=val_ds.label_mask)["macro_f1"]
         history.append({"epoch": epoch, "train_loss": loss_sum / seen, "val_macro_f1": f1,
@@ -760,7 +870,7 @@ def fit_meta(meta_cfg: MetaConfig, loss_cfg: LossConfig, thresholds_cfg: Thresho
             if stale >= meta_cfg.patience:
                 break
     meta.load_state_dict(best[2])
-    probs = meta_probs(meta, val_emb, 256, device)
+    probs = meta_probs(meta, val_emb, 256, device, val_base)
     thresholds = pick_thresholds(thresholds_cfg, val_ds.labels, probs, val_ds.label_mask)
     seconds = time.perf_counter() - started
     log(f"[stage 3] meta-learner ({loss_cfg.name}): best epoch {best[1]} of {len(history)}, validation macro-F1 "
@@ -775,13 +885,21 @@ class StackedModel(nn.Module):
     """K encoders + word pooling + meta-learner, text in, logits out (differentiable end to end)."""
 
     def __init__(self, encoders: Sequence[nn.Module], word_encoders: Sequence[WordEncoder], meta: MetaLearner,
-                 word_pooling: str = "mean", names: Sequence[str] = ()):
+                 word_pooling: str = "mean", names: Sequence[str] = (),
+                 heads: Sequence[tuple[nn.Module, str] | None] | None = None):
+        """``heads``: per encoder, its stage-1 classifier head and token pooling, or None; the
+        meta-learner reads the logits of the encoders that have one (``meta.n_base`` of them)."""
         super().__init__()
         self.encoders = nn.ModuleList(encoders)
         self.word_encoders = list(word_encoders)
         self.meta = meta
         self.word_pooling = word_pooling
         self.names = list(names) or [f"encoder{i}" for i in range(len(encoders))]
+        heads = list(heads) if heads is not None else [None] * len(encoders)
+        self.heads = nn.ModuleList(h[0] if h is not None else nn.Identity() for h in heads)
+        self.head_pooling = [h[1] if h is not None else None for h in heads]
+        if sum(h is not None for h in heads) != meta.n_base:
+            raise ValueError(f"the meta-learner reads {meta.n_base} base classifiers; {sum(h is not None for h in heads)} heads given")
 
     @property
     def n_labels(self) -> int:
@@ -798,13 +916,17 @@ class StackedModel(nn.Module):
     def forward(self, batches: Sequence[dict[str, torch.Tensor]], n_words: torch.Tensor,
                 return_features: bool = False, inputs_embeds: Sequence[torch.Tensor | None] | None = None):
         width = int(n_words.max())
-        parts = []
+        parts, base = [], []
         for k, (encoder, batch) in enumerate(zip(self.encoders, batches)):
             embeds = inputs_embeds[k] if inputs_embeds is not None else None
             inputs = {"inputs_embeds": embeds} if embeds is not None else {"input_ids": batch["input_ids"]}
             hidden = encoder(attention_mask=batch["attention_mask"], **inputs).last_hidden_state
             parts.append(pool_words(hidden.float(), batch["word_index"], width, self.word_pooling))
-        return self.meta(torch.cat(parts, dim=-1), n_words, return_features=return_features)
+            if self.head_pooling[k] is not None:
+                with torch.autocast(hidden.device.type, enabled=False):  # heads run in fp32, as in stage 1
+                    base.append(self.heads[k](pool_tokens(hidden.float(), batch["attention_mask"], self.head_pooling[k])))
+        return self.meta(torch.cat(parts, dim=-1), n_words, return_features=return_features,
+                         base=torch.cat(base, dim=-1) if base else None)
 
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str], batch_size: int, device: torch.device,
@@ -826,13 +948,16 @@ class StackedModel(nn.Module):
         return out
 
 
-def save_meta(meta: MetaLearner, path: Path, labels: Sequence[str], fingerprints: Sequence[str]) -> None:
+def save_meta(meta: MetaLearner, path: Path, labels: Sequence[str], fingerprints: Sequence[str],
+              base_encoders: Sequence[int] = ()) -> None:
+    """``base_encoders``: indices of the encoders whose classifier logits the meta-learner reads."""
     from safetensors.torch import save_file
 
     save_file({k: v.detach().cpu().contiguous() for k, v in meta.state_dict().items()}, str(path),
               metadata={"labels": json.dumps(list(labels), ensure_ascii=False),
                         "encoder_fingerprints": json.dumps(list(fingerprints)),
-                        "input_sizes": json.dumps(meta.input_sizes)})
+                        "input_sizes": json.dumps(meta.input_sizes),
+                        "base_encoders": json.dumps([int(i) for i in base_encoders])})
 
 
 def load_stacked(folder: Path, manifest: dict[str, Any]) -> StackedModel:
@@ -859,8 +984,11 @@ def load_stacked(folder: Path, manifest: dict[str, Any]) -> StackedModel:
     if len(fingerprints) != len(entries) or len(input_sizes) != len(entries):
         raise BundleError(f"{folder}: the manifest lists {len(entries)} encoders but the meta-learner was trained on "
                           f"{len(fingerprints)}")
+    base_encoders = json.loads(metadata.get("base_encoders", "[]"))
+    if any(not isinstance(i, int) or not 0 <= i < len(entries) for i in base_encoders):
+        raise BundleError(f"{meta_path}: base_encoders {base_encoders} do not name encoders of this bundle")
     normalizer = NormalizerConfig.from_dict(manifest.get("text", {}))
-    encoders, word_encoders = [], []
+    encoders, word_encoders, heads = [], [], []
     for k, entry in enumerate(entries):
         path = root / entry["path"]
         try:
@@ -877,8 +1005,10 @@ def load_stacked(folder: Path, manifest: dict[str, Any]) -> StackedModel:
         encoders.append(encoder)
         word_encoders.append(WordEncoder(tokenizer, normalizer, entry["max_length"], spec["max_words"],
                                          entry.get("text_prefix", "")))
+        heads.append(_load_head(folder, path, entry, input_sizes[k], len(labels)) if k in base_encoders else None)
     meta = build_meta(input_sizes, len(labels), MetaConfig(**{k: v for k, v in spec["meta"].items()
-                                                                if k in {f.name for f in dataclasses.fields(MetaConfig)}}))
+                                                                if k in {f.name for f in dataclasses.fields(MetaConfig)}}),
+                      n_base=len(base_encoders))
     try:
         meta.load_state_dict(state)
     except RuntimeError as exc:
@@ -886,7 +1016,30 @@ def load_stacked(folder: Path, manifest: dict[str, Any]) -> StackedModel:
                           f"({str(exc).splitlines()[0]})") from exc
     meta.eval()
     return StackedModel(encoders, word_encoders, meta, spec.get("word_pooling", "mean"),
-                        [e.get("name", f"encoder{i}") for i, e in enumerate(entries)])
+                        [e.get("name", f"encoder{i}") for i, e in enumerate(entries)], heads)
+
+
+def _load_head(bundle: Path, encoder_dir: Path, entry: dict[str, Any], hidden: int, n_labels: int) -> tuple[nn.Module, str]:
+    """An encoder's stage-1 classifier head (``head.safetensors`` next to it) and its pooling."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = encoder_dir / "head.safetensors"
+    try:
+        state = load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise BundleError(f"{bundle}: the meta-learner reads the classifier of encoder {entry.get('name')}, but its "
+                          f"head {path} cannot be read: {exc}") from exc
+    head = nn.Linear(hidden, n_labels)
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    expected = {k: tuple(v.shape) for k, v in head.state_dict().items()}
+    if found != expected:
+        raise BundleError(f"{path}: head shapes {found} do not match a {hidden}-d encoder and {n_labels} labels")
+    head.load_state_dict(state)
+    pooling = entry.get("pooling", "mean")
+    if pooling not in ("mean", "cls"):
+        raise BundleError(f"{bundle}: encoder {entry.get('name')} has an unknown pooling '{pooling}'")
+    return head.eval(), pooling
 
 
 # --- the whole recipe ----------------------------------------------------------------------------
@@ -910,13 +1063,17 @@ def train_stack(config: RunConfig, output: str | Path, *, overwrite: bool = Fals
     if val_ds.labels.sum() == 0:
         raise ConfigError(f"the validation set {val_ds.name} has no positive labels; early stopping and thresholds need some")
     stacked = prepare_stack(config, data, work=work, progress=progress, log=log)
+    names = stacked.encoders
+    base_names = stacked.base_names(names)
     fit = fit_meta(config.meta, config.loss, config.thresholds, config.training.seed,
-                   stacked.select(stacked.encoders, "train"), train_ds,
-                   stacked.select(stacked.encoders, "validation"), val_ds, stacked.input_sizes, device=device, log=log)
+                   stacked.select(names, "train"), train_ds,
+                   stacked.select(names, "validation"), val_ds, stacked.input_sizes, device=device, log=log,
+                   train_base=stacked.select_base(names, "train"), val_base=stacked.select_base(names, "validation"))
     results = {"validation": compute_metrics(val_ds.labels, fit.val_probs, fit.thresholds, label_names=labels,
                                              label_mask=val_ds.label_mask)}
     if data.eval is not None:
-        probs = meta_probs(fit.meta.to(device), stacked.select(stacked.encoders, "eval"), 256, device)
+        probs = meta_probs(fit.meta.to(device), stacked.select(names, "eval"), 256, device,
+                           stacked.select_base(names, "eval"))
         results["eval"] = {"data": data.eval.name,
                            **compute_metrics(data.eval.labels, probs, fit.thresholds, label_names=labels,
                                              label_mask=data.eval.label_mask)}
@@ -932,14 +1089,19 @@ def train_stack(config: RunConfig, output: str | Path, *, overwrite: bool = Fals
                         "fine_tuned": enc_cfg.fine_tune, "path": f"encoders/{k}-{enc_cfg.label}",
                         "text_prefix": text_prefix(enc_cfg.source), "model_type": encoder.config.model_type,
                         "hidden_size": encoder.config.hidden_size, "max_length": enc_cfg.max_length,
-                        "fingerprint": fingerprints[-1]})
+                        "fingerprint": fingerprints[-1], "pooling": enc_cfg.pooling,
+                        "head": enc_cfg.label in base_names})
 
     def write_model(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         for entry, (tokenizer, encoder) in zip(entries, loaded):
             encoder.save_pretrained(folder / entry["path"], safe_serialization=True)
             tokenizer.save_pretrained(folder / entry["path"])
-        save_meta(fit.meta, folder / "meta.safetensors", labels, fingerprints)
+            if entry["head"]:
+                shutil.copyfile(stacked.base_models[entry["name"]].folder / "head.safetensors",
+                                folder / entry["path"] / "head.safetensors")
+        save_meta(fit.meta, folder / "meta.safetensors", labels, fingerprints,
+                  [k for k, e in enumerate(entries) if e["head"]])
 
     seconds = time.perf_counter() - started
     manifest = {

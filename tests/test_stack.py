@@ -376,3 +376,62 @@ name = "hybrid"
     assert "macro" in capsys.readouterr().out
     assert main(["predict", "--model", str(out), "--text", "so furious", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["probabilities"]
+
+
+def test_meta_learner_with_base_logits_starts_from_their_ensemble():
+    torch.manual_seed(0)
+    meta = MetaLearner([8, 6], 3, hidden_size=5, dense_size=4, n_base=2)
+    x, n = torch.randn(4, 7, 14), torch.tensor([7, 3, 1, 5])
+    base = torch.randn(4, 6)
+    expected = (base[:, :3] + base[:, 3:]) / 2  # per-label mean of the two classifiers' logits
+    torch.testing.assert_close(meta.eval()(x, n, base=base), expected)
+    with pytest.raises(ValueError, match="reads the logits of 2 base classifiers"):
+        meta(x, n)
+    # the correction path trains: one step moves the output away from the plain ensemble
+    opt = torch.optim.SGD(meta.parameters(), lr=0.5)
+    torch.nn.functional.binary_cross_entropy_with_logits(meta.train()(x, n, base=base), torch.ones(4, 3)).backward()
+    opt.step()
+    assert not torch.allclose(meta.eval()(x, n, base=base), expected)
+
+
+def test_stack_reading_base_logits_trains_saves_loads_and_predicts_identically(tiny_encoder, tiny_encoder_b,
+                                                                               tiny_data, tmp_path):
+    from emoscope.bundle import read_manifest, read_validation
+    from emoscope.explain import explain
+    from emoscope.predict import Predictor
+    from emoscope.stack import train_stack
+
+    config = tiny_stack_config([(tiny_encoder, True), (tiny_encoder_b, False)], tiny_data, folds=2)
+    config = replace(config, meta=replace(config.meta, base_logits=True))
+    path = train_stack(config, tmp_path / "stack", progress=False, log=quiet)
+    manifest = read_manifest(path)
+    assert [e["head"] for e in manifest["model"]["encoders"]] == [True, False]
+    assert (path / "model" / manifest["model"]["encoders"][0]["path"] / "head.safetensors").exists()
+    predictor = Predictor(path)
+    assert predictor.model.meta.n_base == 1
+    validation = read_validation(path, manifest)
+    # the bundle recomputes the classifier's logits at prediction time exactly as stage 2 cached them
+    np.testing.assert_allclose(predictor.predict_proba(validation.texts), validation.probs, atol=2e-5)
+    assert manifest["metrics"]["validation"]["macro_f1"] > 0.6
+    exp = explain(predictor, "we felt so furious today", "ig", ["anger"], {"n_steps": 16, "precision": "fp32"})
+    assert abs(exp.diagnostics["convergence_delta"]["anger"]) < 0.02  # gradients flow through the head too
+
+    broken = shutil.copytree(path, tmp_path / "headless")
+    (broken / "model" / manifest["model"]["encoders"][0]["path"] / "head.safetensors").unlink()
+    with pytest.raises(BundleError, match="head.safetensors' is missing"):
+        Predictor(broken, verify=False)  # the file table notices first
+    manifest_path = broken / "manifest.json"  # a bundle whose file table was "repaired" too
+    raw = json.loads(manifest_path.read_text(encoding="utf-8"))
+    raw["files"] = {k: v for k, v in raw["files"].items() if not k.endswith("head.safetensors")}
+    manifest_path.write_text(json.dumps(raw), encoding="utf-8")
+    with pytest.raises(BundleError, match="reads the classifier of encoder tiny0.*head"):
+        Predictor(broken, verify=False)
+
+
+def test_ablation_reports_the_base_logits_variant(tiny_encoder, tiny_data):
+    from emoscope.ablate import run_ablation
+
+    config = tiny_stack_config([(tiny_encoder, True)], tiny_data, folds=2, epochs=1)
+    config = replace(config, meta=replace(config.meta, base_logits=True, epochs=2))
+    names = [r["name"] for r in run_ablation(config, log=quiet)["rows"]]
+    assert "hybrid − base-classifier logits" in names and "hybrid, naive stacking" in names
