@@ -27,6 +27,7 @@ p(only the top words), averaged over several top-k sizes.
 
 from __future__ import annotations
 
+import contextvars
 import html
 import json
 import threading
@@ -215,6 +216,17 @@ Method = Callable[[ExplainModel, str, list[int], dict[str, Any]], tuple[np.ndarr
 METHODS: dict[str, tuple[Method, dict[str, Any]]] = {}
 
 
+_PROGRESS: contextvars.ContextVar[Callable[[float], None] | None] = contextvars.ContextVar("emoscope_explain_progress",
+                                                                                          default=None)
+
+
+def report_progress(fraction: float) -> None:
+    """Methods call this as they go (0..1); :func:`explain`'s ``on_progress`` receives it."""
+    callback = _PROGRESS.get()
+    if callback is not None:
+        callback(min(1.0, max(0.0, float(fraction))))
+
+
 def register_method(name: str, **defaults: Any) -> Callable[[Method], Method]:
     """Register an explainer: ``fn(model, text, label_indices, params) -> (scores [m, n_words],
     diagnostics, extra)`` with scores per word of the original text."""
@@ -261,8 +273,11 @@ def resolve_params(method: str, params: dict[str, Any] | None) -> dict[str, Any]
 
 
 def explain(model: Any, text: str, method: str = "ig", labels: Sequence[str] | str | None = None,
-            params: dict[str, Any] | None = None) -> Explanation:
-    """Explain ``text`` for ``labels`` (default: all) with ``method`` (``lime``, ``attention``, ``ig``)."""
+            params: dict[str, Any] | None = None, on_progress: Callable[[float], None] | None = None) -> Explanation:
+    """Explain ``text`` for ``labels`` (default: all) with ``method`` (``lime``, ``attention``, ``ig``).
+
+    ``on_progress(fraction)`` is called as the method goes (LIME per batch of samples, IG per
+    label per step batch), e.g. to drive a progress bar."""
     model = as_explain_model(model)
     text = _check_text(text)
     params = resolve_params(method, params)
@@ -271,7 +286,13 @@ def explain(model: Any, text: str, method: str = "ig", labels: Sequence[str] | s
     started = time.perf_counter()
     words = prepare_words(text, model.normalizer)[0]
     probs = model.predict_texts([text])[0]
-    scores, diagnostics, extra = fn(model, text, indices, params)
+    token = _PROGRESS.set(on_progress)
+    try:
+        scores, diagnostics, extra = fn(model, text, indices, params)
+    finally:
+        _PROGRESS.reset(token)
+    if on_progress is not None:
+        on_progress(1.0)
     runtime = time.perf_counter() - started
     per_label = {model.labels[j]: LabelExplanation(model.labels[j], float(probs[j]), [float(x) for x in scores[r]])
                  for r, j in enumerate(indices)}
@@ -284,7 +305,7 @@ CACHE_SIZE = 128
 
 
 def explain_cached(model: Any, text: str, method: str = "ig", labels: Sequence[str] | str | None = None,
-                   params: dict[str, Any] | None = None) -> Explanation:
+                   params: dict[str, Any] | None = None, on_progress: Callable[[float], None] | None = None) -> Explanation:
     """:func:`explain`, computed once per process for the same (bundle, text, method, labels, parameters)."""
     model = as_explain_model(model)
     resolved = resolve_params(method, params)
@@ -293,7 +314,7 @@ def explain_cached(model: Any, text: str, method: str = "ig", labels: Sequence[s
         if key in _CACHE:
             _CACHE.move_to_end(key)
             return _CACHE[key]
-    result = explain(model, text, method, labels, resolved)
+    result = explain(model, text, method, labels, resolved, on_progress)
     with _CACHE_LOCK:
         _CACHE[key] = result
         while len(_CACHE) > CACHE_SIZE:
@@ -321,9 +342,16 @@ def _lime(model: ExplainModel, text: str, indices: list[int], params: dict[str, 
                                   bow=False, mask_string="", random_state=int(params["seed"]))
     calls = {"texts": 0}
 
+    batch_size = int(params["batch_size"])
+
     def classify(texts: list[str]) -> np.ndarray:
         calls["texts"] += len(texts)
-        return model.predict_texts(texts, int(params["batch_size"]), precision)
+        chunk = 4 * batch_size  # a few batches per call: progress without losing length sorting
+        out = []
+        for start in range(0, len(texts), chunk):
+            out.append(model.predict_texts(texts[start:start + chunk], batch_size, precision))
+            report_progress(0.95 * min(len(texts), start + chunk) / len(texts))
+        return np.concatenate(out) if out else np.zeros((0, len(model.labels)), dtype=np.float32)
 
     exp = explainer.explain_instance(text, classify, labels=indices, num_features=max(len(words), 1),
                                      num_samples=samples)
@@ -436,6 +464,7 @@ def ig_word_attributions(model: ExplainModel, text: str, indices: list[int], n_s
             grads = torch.autograd.grad(probs[:, r].sum(), scaled, retain_graph=r < m - 1)
             for k, g in enumerate(grads):
                 totals[k][r] += (g * w[:, None, None]).sum(0)
+            report_progress((start * m + len(a) * (r + 1)) / (n_steps * m))
     token_scores = []
     n_orig = len(words)
     scores = np.zeros((m, n_orig))
@@ -603,4 +632,5 @@ def paired_summary(diff: np.ndarray, seed: int = 0, resamples: int = 2000) -> di
 
 
 __all__ = ["Explanation", "ExplainModel", "LabelExplanation", "METHODS", "evaluate_methods", "explain", "paired_summary",
-           "explain_cached", "faithfulness", "ig_word_attributions", "random_scores", "register_method", "render_html"]
+           "explain_cached", "faithfulness", "ig_word_attributions", "random_scores", "register_method", "render_html",
+           "report_progress"]

@@ -56,9 +56,12 @@ if not st.button("Explain", type="primary") and st.session_state.get("explain_la
 st.session_state["explain_last"] = (text, method, tuple(labels), json.dumps(params))
 model = load_explain_model(str(predictor.path), bundle_mtime(predictor.path))
 try:
-    with st.spinner(f"Computing {method_name} for {len(labels)} label(s)…"):
-        exp = explain_cached(model, text, method, labels, params)
+    bar = st.progress(0.0, text=f"Computing {method_name} for {len(labels)} label(s)…")
+    exp = explain_cached(model, text, method, labels, params,
+                         on_progress=lambda f: bar.progress(f, text=f"Computing {method_name} for {len(labels)} label(s)… {f:.0%}"))
+    with st.spinner("Checking faithfulness…"):
         faith = faithfulness(model, exp)
+    bar.empty()
 except EmoScopeError as exc:
     st.error(str(exc))
     st.stop()

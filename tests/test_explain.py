@@ -307,3 +307,10 @@ def test_paired_summary_by_hand():
     assert s["mean"] == pytest.approx(0.2) and s["win_rate"] == pytest.approx(0.75)
     assert -0.1 <= s["ci95_low"] < 0.2 < s["ci95_high"] <= 0.5
     assert paired_summary(np.array([]))["mean"] is None
+
+
+@pytest.mark.parametrize("method,params", [("lime", {"samples": 300, "batch_size": 16}), ("ig", {"n_steps": 12, "internal_batch_size": 4})])
+def test_long_explanations_report_progress(tiny_model, method, params):
+    seen: list[float] = []
+    explain(tiny_model, "we were so scared and angry today", method, ["anger", "joy"], params, on_progress=seen.append)
+    assert len(seen) >= 3 and seen == sorted(seen) and seen[-1] == 1.0 and 0 <= seen[0] < 1
