@@ -62,7 +62,8 @@ def _explain_params(args: argparse.Namespace) -> dict[str, dict[str, object]]:
     ig = {k: v for k, v in (("n_steps", args.steps), ("internal_batch_size", args.internal_batch_size)) if v}
     if args.precision:
         lime["precision"] = ig["precision"] = args.precision
-    attention = {k: v for k, v in (("layer", args.layer), ("rollout", args.rollout or None)) if v is not None}
+    attention = {k: v for k, v in (("layer", args.layer), ("rollout", args.rollout or None),
+                                   ("encoder", args.encoder)) if v is not None}
     if args.head is not None:
         attention["head"] = args.head if args.head == "mean" else int(args.head)
     return {"lime": lime, "ig": ig, "attention": attention}
@@ -269,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", type=int, help="attention: layer (default -1, the last)")
     p.add_argument("--head", help="attention: head number or 'mean' (default)")
     p.add_argument("--rollout", action="store_true", help="attention: attention rollout over all layers")
+    p.add_argument("--encoder", help="attention: 'fine-tuned' (default: averaged over the encoders fine-tuned on "
+                                     "emotions), 'all', or one encoder's name from the bundle")
     p.add_argument("--evaluate", action="store_true", help="faithfulness of the methods on a dataset sample")
     p.add_argument("--data", help="--evaluate: labelled dataset spec or file")
     p.add_argument("--data-root", help="folder holding the datasets")

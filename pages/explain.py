@@ -38,6 +38,10 @@ with c2:
             help="auto: bf16 matrix products where the hardware has them (AMX CPUs, bf16 GPUs), "
                  "2-3x faster; fp32: exactly as predictions run. The probabilities shown are always fp32.")
     else:
+        names = predictor.manifest["model"].get("encoders") or []
+        choices = ["fine-tuned", "all"] + [e.get("name", f"encoder{i}") for i, e in enumerate(names)] if len(names) > 1 else ["all"]
+        params["encoder"] = st.selectbox("Encoder", choices, help="fine-tuned: the encoders trained on emotions "
+                                         "(their attention was the more faithful on the dev sample); all: averaged over every encoder")
         rollout = st.checkbox("Attention rollout (all layers)")
         params["rollout"] = rollout
         if not rollout:

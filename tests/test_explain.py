@@ -270,8 +270,11 @@ def test_stacked_bundle_is_explained_by_every_method(tiny_encoder, tiny_encoder_
     for label in LABELS:
         assert abs(ig.diagnostics["convergence_delta"][label]) < 0.01
     att = explain(model, text, "attention")
-    assert set(att.extra["attention"]) == {"tiny0", "tiny1"}
+    assert set(att.extra["attention"]) == {"tiny0", "tiny1"}  # no encoder was fine-tuned: all of them
     assert np.isclose(att.scores("anger").sum(), 1.0)
+    one = explain(model, text, "attention", None, {"encoder": "tiny1"})
+    assert set(one.extra["attention"]) == {"tiny1"}
+    np.testing.assert_allclose(one.scores("anger"), att.diagnostics["per_encoder"]["tiny1"], atol=1e-6)
     lime = explain(model, text, "lime", ["anger"], {"samples": 60})
     assert len(lime.scores("anger")) == 4
 
@@ -314,3 +317,13 @@ def test_long_explanations_report_progress(tiny_model, method, params):
     seen: list[float] = []
     explain(tiny_model, "we were so scared and angry today", method, ["anger", "joy"], params, on_progress=seen.append)
     assert len(seen) >= 3 and seen == sorted(seen) and seen[-1] == 1.0 and 0 <= seen[0] < 1
+
+
+def test_attention_encoder_choice(tiny_model):
+    """A single-encoder bundle's one encoder is its fine-tuned one; an unknown name is refused."""
+    default = explain(tiny_model, TEXT, "attention", ["anger"])
+    assert list(default.diagnostics["per_encoder"]) == tiny_model.names
+    np.testing.assert_allclose(explain(tiny_model, TEXT, "attention", ["anger"], {"encoder": "all"}).scores("anger"),
+                               default.scores("anger"))
+    with pytest.raises(InputError, match="unknown encoder 'nope'"):
+        explain(tiny_model, TEXT, "attention", ["anger"], {"encoder": "nope"})
