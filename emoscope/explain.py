@@ -114,7 +114,7 @@ class ExplainModel:
         self.thresholds = np.asarray(predictor.thresholds, dtype=float)
         self.device = predictor.device
         self.kind = predictor.kind
-        self._eager: list[Any] | None = None
+        self._eager: dict[int, Any] = {}
         self._lock = threading.Lock()
         if self.kind == "stacked":
             stacked = predictor.model
@@ -191,22 +191,20 @@ class ExplainModel:
         te = self.predictor.text_encoder
         return predict_probs(self.predictor.model, te, te.token_ids(texts), batch_size, self.device, precision)
 
-    def eager_encoders(self) -> list[Any]:
-        """Copies of the encoders with eager attention (attention weights exposed), loaded once."""
+    def eager_encoder(self, index: int) -> Any:
+        """A copy of encoder ``index`` with eager attention (attention weights exposed), loaded on
+        first use: only the encoders whose attention is asked for cost memory."""
         with self._lock:
-            if self._eager is None:
+            if index not in self._eager:
                 from emoscope.encoders import load_encoder
 
                 spec = self.predictor.manifest["model"]
                 root = self.predictor.path / spec["path"]
                 folders = ([root / e["path"] for e in spec["encoders"]] if self.kind == "stacked" else [root / "encoder"])
-                eager = []
-                for folder, encoder in zip(folders, self.encoders):
-                    _, copy = load_encoder(str(folder), attn_implementation="eager")
-                    copy.load_state_dict(encoder.state_dict())  # the loaded weights, exactly
-                    eager.append(copy.to(self.device).eval())
-                self._eager = eager
-            return self._eager
+                _, copy = load_encoder(str(folders[index]), attn_implementation="eager")
+                copy.load_state_dict(self.encoders[index].state_dict())  # the loaded weights, exactly
+                self._eager[index] = copy.to(self.device).eval()
+            return self._eager[index]
 
 
 def as_explain_model(model: Any) -> ExplainModel:
@@ -349,12 +347,16 @@ def _lime(model: ExplainModel, text: str, indices: list[int], params: dict[str, 
 
     def classify(texts: list[str]) -> np.ndarray:
         calls["texts"] += len(texts)
-        chunk = 4 * batch_size  # a few batches per call: progress without losing length sorting
-        out = []
+        out = np.zeros((len(texts), len(model.labels)), dtype=np.float32)
+        # sorted by length over all samples (so batches pad little), scored a few batches at a
+        # time (so progress can be reported)
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        chunk = 4 * batch_size
         for start in range(0, len(texts), chunk):
-            out.append(model.predict_texts(texts[start:start + chunk], batch_size, precision))
+            idx = order[start:start + chunk]
+            out[idx] = model.predict_texts([texts[i] for i in idx], batch_size, precision)
             report_progress(0.95 * min(len(texts), start + chunk) / len(texts))
-        return np.concatenate(out) if out else np.zeros((0, len(model.labels)), dtype=np.float32)
+        return out
 
     exp = explainer.explain_instance(text, classify, labels=indices, num_features=max(len(words), 1),
                                      num_samples=samples)
@@ -396,7 +398,7 @@ def _attention(model: ExplainModel, text: str, indices: list[int], params: dict[
         used = [i for i, ft in enumerate(model.fine_tuned) if ft] or list(range(len(model.names)))
     else:
         used = [i for i, n in enumerate(model.names) if chosen_encoder in ("all", n)]
-    for name, encoder, batch in [(model.names[i], model.eager_encoders()[i], batches[i]) for i in used]:
+    for name, encoder, batch in [(model.names[i], model.eager_encoder(i), batches[i]) for i in used]:
         with torch.inference_mode():
             out = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_attentions=True)
         att = torch.stack([a[0].float().cpu() for a in out.attentions])  # [layers, heads, T, T]
