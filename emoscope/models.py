@@ -85,11 +85,7 @@ class EncoderClassifier(nn.Module):
         return self.head.out_features
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Sentence vector from token vectors: the first token, or the mean over real tokens."""
-        if self.pooling == "cls":
-            return hidden[:, 0]
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return pool_tokens(hidden, attention_mask, self.pooling)
 
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -154,6 +150,14 @@ class EncoderClassifier(nn.Module):
         model.head.load_state_dict(head)
         model.eval()
         return model, tokenizer
+
+
+def pool_tokens(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """Sentence vector from token vectors: the first token (``cls``), or the mean over real tokens."""
+    if mode == "cls":
+        return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
 @torch.inference_mode()

@@ -51,7 +51,7 @@ from emoscope.errors import BundleError, ConfigError, EmoScopeError
 from emoscope.fsutil import atomic_directory
 from emoscope.losses import build_loss
 from emoscope.metrics import compute_metrics
-from emoscope.models import EncoderClassifier, autocast_context, pick_device
+from emoscope.models import EncoderClassifier, autocast_context, pick_device, pool_tokens
 from emoscope.text import NormalizerConfig, prepare_words
 from emoscope.thresholds import tune_thresholds
 
@@ -217,13 +217,6 @@ def build_meta(input_sizes: Sequence[int], n_labels: int, cfg: MetaConfig, n_bas
                        input_dropout=cfg.input_dropout, pooling=cfg.pooling, dense_size=cfg.dense_size,
                        n_base=n_base)
 
-
-def pool_tokens(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:
-    """Sentence vector as a stage-1 classifier pools it: the first token, or the mean over real tokens."""
-    if mode == "cls":
-        return hidden[:, 0]
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
 # --- word embeddings: extraction and cache -------------------------------------------------------
@@ -700,26 +693,24 @@ def prepare_stack(config: RunConfig, data: Any, *, work: Path | None = None, pro
             model = model_jobs[0][0]
             loaded: dict[str, Any] = {}
 
-            def compute(positions: list[int], split_words: list[list[str]], _loaded=loaded, _model=model) -> WordEmbeddings:
-                if "pair" not in _loaded:
+            def ensure_loaded(_loaded=loaded, _model=model) -> tuple[Any, nn.Module, nn.Module | None]:
+                """This model's tokenizer, encoder and head, loaded once for all its jobs."""
+                if "model" not in _loaded:
                     tokenizer, encoder, head = _model.load_with_head()
-                    _loaded["pair"] = (tokenizer, encoder)
-                    if head is not None:
-                        _loaded["head"] = head.to(device).eval()
-                tokenizer, encoder = _loaded["pair"]
+                    _loaded["model"] = (tokenizer, encoder.to(device), None if head is None else head.to(device).eval())
+                return _loaded["model"]
+
+            def compute(positions: list[int], split_words: list[list[str]], _ensure=ensure_loaded) -> WordEmbeddings:
+                tokenizer, encoder, _ = _ensure()
                 we = WordEncoder(tokenizer, normalizer, enc_cfg.max_length, stack.max_words, text_prefix(enc_cfg.source))
-                return extract_word_embeddings(encoder.to(device), we, [split_words[p] for p in positions],
+                return extract_word_embeddings(encoder, we, [split_words[p] for p in positions],
                                                config.training.eval_batch_size, device, stack.word_pooling)
 
-            def compute_logits(positions: list[int], split_words: list[list[str]], _loaded=loaded,
-                               _model=model) -> WordEmbeddings:
-                if "head" not in _loaded:
-                    tokenizer, encoder, head = _model.load_with_head()
-                    _loaded["pair"], _loaded["head"] = (tokenizer, encoder), head.to(device).eval()
-                tokenizer, encoder = _loaded["pair"]
+            def compute_logits(positions: list[int], split_words: list[list[str]], _ensure=ensure_loaded) -> WordEmbeddings:
+                tokenizer, encoder, head = _ensure()
                 we = WordEncoder(tokenizer, normalizer, enc_cfg.max_length, stack.max_words, text_prefix(enc_cfg.source))
-                return extract_base_logits(encoder.to(device), _loaded["head"], enc_cfg.pooling, we,
-                                           [split_words[p] for p in positions], config.training.eval_batch_size, device)
+                return extract_base_logits(encoder, head, enc_cfg.pooling, we, [split_words[p] for p in positions],
+                                           config.training.eval_batch_size, device)
 
             for _, split, positions, allow_seen in model_jobs:
                 if len(positions) == 0:
@@ -731,8 +722,7 @@ def prepare_stack(config: RunConfig, data: Any, *, work: Path | None = None, pro
                 if "key" not in loaded:
                     fingerprint = model.fingerprint()
                     if fingerprint is None:
-                        loaded["pair"] = model.load()
-                        fingerprint = weights_fingerprint(loaded["pair"][1])
+                        fingerprint = weights_fingerprint(ensure_loaded()[1])
                         if model.folder is None:
                             _remember_fingerprint(model.source, fingerprint)
                         else:  # a stage-1 model from an older run: remember it for the next one
