@@ -39,6 +39,15 @@ def bundle_mtime(path) -> float:
     return (Path(path) / "manifest.json").stat().st_mtime
 
 
+def require_validation(predictor: Predictor, missing: str):
+    """The bundle's validation data; stops the page with ``missing`` as a warning when it has none."""
+    validation = load_validation(str(predictor.path), bundle_mtime(predictor.path))
+    if validation is None:
+        st.warning(missing)
+        st.stop()
+    return validation
+
+
 def require_predictor() -> Predictor:
     """The sidebar's bundle, loaded; stops the page with a clear message when there is none."""
     from emoscope.errors import EmoScopeError

@@ -3,15 +3,12 @@
 import streamlit as st
 
 from emoscope.analysis import error_table
-from emoscope.appstate import bundle_mtime, current_thresholds, load_validation, require_predictor
+from emoscope.appstate import current_thresholds, require_predictor, require_validation
 from emoscope.ui import text_html
 
 st.header("Errors, class by class")
 predictor = require_predictor()
-validation = load_validation(str(predictor.path), bundle_mtime(predictor.path))
-if validation is None:
-    st.warning("This bundle holds no validation predictions.")
-    st.stop()
+validation = require_validation(predictor, "This bundle holds no validation predictions.")
 thresholds = current_thresholds(predictor)
 c1, c2, c3 = st.columns([1, 1, 2])
 label = c1.selectbox("Label", predictor.labels, key="errors_label")

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from emoscope.analysis import expected_calibration_error, reliability
-from emoscope.appstate import bundle_mtime, current_thresholds, load_validation, require_predictor
+from emoscope.appstate import current_thresholds, require_predictor, require_validation
 from emoscope.data import align_labels, load_dataset
 from emoscope.errors import EmoScopeError
 from emoscope.metrics import compute_metrics, label_cooccurrence, multilabel_confusion
@@ -21,10 +21,7 @@ labels = predictor.labels
 thresholds = current_thresholds(predictor)
 source = st.radio("Data", ["the bundle's validation set", "an uploaded labelled file"], horizontal=True)
 if source.startswith("the bundle"):
-    data = load_validation(str(predictor.path), bundle_mtime(predictor.path))
-    if data is None:
-        st.warning("This bundle holds no validation predictions; upload a labelled file instead.")
-        st.stop()
+    data = require_validation(predictor, "This bundle holds no validation predictions; upload a labelled file instead.")
     y, probs, mask = data.labels, data.probs, data.mask
 else:
     upload = st.file_uploader("Labelled CSV/TSV: a `text` column and one 0/1 column per label", type=["csv", "tsv", "txt"])

@@ -8,7 +8,7 @@ import streamlit as st
 
 from emoscope import bundle as bundle_io
 from emoscope.analysis import precision_recall_curve
-from emoscope.appstate import bundle_mtime, current_thresholds, load_validation, require_predictor, thresholds_key
+from emoscope.appstate import current_thresholds, require_predictor, require_validation, thresholds_key
 from emoscope.errors import EmoScopeError
 from emoscope.metrics import compute_metrics
 from emoscope.thresholds import tune_thresholds
@@ -16,10 +16,7 @@ from emoscope.ui import pr_curve_figure
 
 st.header("Per-class thresholds")
 predictor = require_predictor()
-validation = load_validation(str(predictor.path), bundle_mtime(predictor.path))
-if validation is None:
-    st.warning("This bundle holds no validation predictions, so thresholds cannot be tuned here.")
-    st.stop()
+validation = require_validation(predictor, "This bundle holds no validation predictions, so thresholds cannot be tuned here.")
 
 labels = predictor.labels
 key = thresholds_key(predictor)
