@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="override the recipe's maximum number of epochs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--work-dir", help="stacked recipes: where stage-1 models are kept between runs "
-                                      "(default: EMOSCOPE_CACHE_DIR/stack-work/<recipe>-<hash>)")
+                                      "(default: EMOSCOPE_CACHE_DIR/stack-work/<recipe>; one folder per encoder settings inside)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("ablate", help="train and score every variant of a stacked recipe (losses, terms, stacking, thresholds)")

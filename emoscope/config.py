@@ -80,7 +80,9 @@ class EncoderConfig:
 
     ``fine_tune = false`` keeps the pretrained weights (frozen mode: in a stack only the
     meta-learner trains; alone, only the linear head does). ``name`` labels the encoder in a
-    stack (default: the source's last path part).
+    stack (default: the source's last path part). ``seed`` overrides ``training.seed`` for this
+    encoder's fine-tuning: two copies of one model with different seeds make a seed ensemble
+    inside a stack (the diversity the Arabic stacks get when only one Arabic encoder exists).
     """
 
     source: str
@@ -90,6 +92,7 @@ class EncoderConfig:
     dropout: float = 0.1
     fine_tune: bool = True
     name: str = ""
+    seed: int | None = None  # fine-tuning seed of this encoder (default: training.seed)
 
     @property
     def label(self) -> str:
@@ -106,6 +109,8 @@ class EncoderConfig:
             raise ConfigError(f"encoder.max_length must be between 8 and 4096, got {self.max_length}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"encoder.dropout must be in [0, 1), got {self.dropout}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+            raise ConfigError(f"encoder.seed must be a whole number ≥ 0, got {self.seed!r}")
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from emoscope import bundle as bundle_io
-from emoscope.config import LossConfig, MetaConfig, RunConfig, ThresholdConfig
+from emoscope.config import EncoderConfig, LossConfig, MetaConfig, RunConfig, ThresholdConfig
 from emoscope.data import Dataset, iterative_stratified_split
 from emoscope.encoders import SOURCES, cache_dir, load_encoder, text_prefix
 from emoscope.errors import BundleError, ConfigError, EmoScopeError
@@ -516,19 +516,26 @@ def fold_assignments(labels: np.ndarray, keys: Sequence[str], k: int, seed: int)
     return folds
 
 
-def _stage1_dir(work: Path, encoder: str, role: str) -> Path:
-    return work / "stage1" / encoder / role
+def _stage1_dir(work: Path, config: RunConfig, enc_cfg: EncoderConfig, train_ds: Dataset, role: str) -> Path:
+    """One folder per (encoder settings, stage-1 settings, training data): a model stays reusable
+    when other encoders are added to or dropped from the recipe."""
+    encoder = {k: v for k, v in dataclasses.asdict(enc_cfg).items() if k != "name" and not (k == "seed" and v is None)}
+    relevant = {"encoder": encoder, "training": dataclasses.asdict(config.training), "text": config.text.to_dict(),
+                "folds": config.stack.folds, "finetune_loss": config.stack.finetune_loss,
+                "train": train_ds.fingerprint(), "validation": dataclasses.asdict(config.data)}
+    digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
+    return work / "stage1" / f"{enc_cfg.label}-{digest}" / role
 
 
 def _finetune(config: RunConfig, enc_index: int, role: str, train_ds: Dataset, val_ds: Dataset,
               eval_ds: Dataset | None, keys: Sequence[str], work: Path, log: Logger, progress: bool,
-              device: torch.device) -> BaseModel:
+              device: torch.device, full_train: Dataset) -> BaseModel:
     """Fine-tune (or reuse a finished) stage-1 model on ``train_ds``."""
     from emoscope.training import fit_classifier, peak_rss_mb, predict_probs
 
     enc_cfg = config.encoders[enc_index]
     name = enc_cfg.label
-    folder = _stage1_dir(work, name, role)
+    folder = _stage1_dir(work, config, enc_cfg, full_train, role)
     trained_on = frozenset(keys)
     keys_digest = hashlib.sha256("\n".join(sorted(trained_on)).encode()).hexdigest()[:24]
     info_path = folder / "info.json"
@@ -601,13 +608,9 @@ class StackData:
         return np.concatenate([self.base_logits[n][key].flat for n in chosen], axis=1)
 
 
-def work_folder(config: RunConfig, train_ds: Dataset) -> Path:
-    """Where a stacked recipe keeps its stage-1 models: one folder per (stage-1 settings, training data)."""
-    relevant = {"encoders": [dataclasses.asdict(e) for e in config.encoders], "training": dataclasses.asdict(config.training),
-                "text": config.text.to_dict(), "folds": config.stack.folds, "finetune_loss": config.stack.finetune_loss,
-                "train": train_ds.fingerprint(), "validation": dataclasses.asdict(config.data)}
-    digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
-    return cache_dir() / "stack-work" / f"{config.name}-{digest}"
+def work_folder(config: RunConfig) -> Path:
+    """Where a stacked recipe keeps its stage-1 models (each under a key of its own settings)."""
+    return cache_dir() / "stack-work" / config.name
 
 
 def embeddings_cache(config: RunConfig) -> EmbeddingCache:
@@ -622,7 +625,7 @@ def prepare_stack(config: RunConfig, data: Any, *, work: Path | None = None, pro
     stack = config.stack
     device = pick_device(config.training.device)
     train_ds, val_ds, eval_ds = data.train, data.validation, data.eval
-    work = work or work_folder(config, train_ds)
+    work = work or work_folder(config)
     cache = embeddings_cache(config)
     normalizer = config.text
     words = {split: [shared_words(t, normalizer, stack.max_words) for t in ds.texts]
@@ -642,7 +645,8 @@ def prepare_stack(config: RunConfig, data: Any, *, work: Path | None = None, pro
         if not enc_cfg.fine_tune:
             base_models[name] = BaseModel(name, "pretrained", None, frozenset(), enc_cfg.source, enc_cfg.pooling)
             continue
-        full = _finetune(config, i, "full", train_ds, val_ds, eval_ds, keys["train"], work, log, progress, device)
+        full = _finetune(config, i, "full", train_ds, val_ds, eval_ds, keys["train"], work, log, progress, device,
+                         train_ds)
         base_models[name] = full
         from safetensors.numpy import load_file
 
@@ -653,7 +657,8 @@ def prepare_stack(config: RunConfig, data: Any, *, work: Path | None = None, pro
             for f in range(stack.folds):
                 idx = np.flatnonzero(folds != f)
                 fold_models[name].append(_finetune(config, i, f"fold-{f + 1}", train_ds.subset(idx), val_ds, None,
-                                                   [keys["train"][j] for j in idx], work, log, progress, device))
+                                                   [keys["train"][j] for j in idx], work, log, progress, device,
+                                                   train_ds))
     seconds["finetune"] = time.perf_counter() - started
     peaks["finetune"] = peak_rss_mb()
 

@@ -191,8 +191,9 @@ def fit_classifier(config: RunConfig, enc_cfg: EncoderConfig, train_ds: Dataset,
     ``enc_cfg.fine_tune = false`` trains the head only (a linear probe on frozen features).
     Used by :func:`train` and by stage 1 of the stacked ensemble (once per fold).
     """
-    seed_everything(config.training.seed)
     t = config.training
+    seed = t.seed if enc_cfg.seed is None else enc_cfg.seed
+    seed_everything(seed)
     loss = loss or config.loss
     device = device or pick_device(t.device)
     labels = train_ds.label_names
@@ -224,7 +225,7 @@ def fit_classifier(config: RunConfig, enc_cfg: EncoderConfig, train_ds: Dataset,
     from transformers import get_cosine_schedule_with_warmup
 
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(t.warmup_ratio * total_steps), total_steps)
-    rng = np.random.default_rng(t.seed)
+    rng = np.random.default_rng(seed)
     sample_weights = rare_label_sample_weights(train_ds.labels, train_ds.label_mask) if t.weighted_sampling else None
     targets_all = torch.as_tensor(train_ds.labels, dtype=torch.float32)
     # True = annotated; None when every dataset annotates every label (nothing to mask).

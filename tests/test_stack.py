@@ -201,12 +201,43 @@ def test_half_finished_stage1_resumes(tiny_encoder, tiny_data, tmp_path):
     work = tmp_path / "work"
     train_stack(config, tmp_path / "a", progress=False, log=quiet, work=work)
     # simulate a run killed during fold 2: its folder never got renamed into place
-    shutil.rmtree(work / "stage1" / "tiny0" / "fold-2")
+    (model_dir,) = (work / "stage1").glob("tiny0-*")
+    shutil.rmtree(model_dir / "fold-2")
     logs: list[str] = []
     train_stack(config, tmp_path / "b", progress=False, log=logs.append, work=work)
     assert any("tiny0/full: reusing" in line for line in logs)
     assert any("tiny0/fold-1: reusing" in line for line in logs)
     assert any("tiny0/fold-2: fine-tuning" in line for line in logs)
+
+
+def test_adding_a_seeded_copy_retrains_only_the_new_encoder(tiny_encoder, tiny_data, tmp_path):
+    """Stage-1 models are keyed by their own encoder's settings: adding a second, differently
+    seeded copy of an encoder reuses the first one's models, and the copy's weights differ."""
+    from safetensors.torch import load_file
+
+    from emoscope.stack import prepare_stack
+    from emoscope.training import load_training_data
+
+    config = tiny_stack_config([(tiny_encoder, True)], tiny_data, folds=0, epochs=1)
+    work = tmp_path / "work"
+    data = load_training_data(config)
+    prepare_stack(config, data, work=work, progress=False, log=quiet)
+    copy = replace(config.encoders[0], name="tiny0b", seed=config.training.seed + 1)
+    two = replace(config, encoders=(config.encoders[0], copy))
+    logs: list[str] = []
+    stacked = prepare_stack(two, data, work=work, progress=False, log=logs.append)
+    assert any("tiny0/full: reusing" in line for line in logs)
+    assert any("tiny0b/full: fine-tuning" in line for line in logs)
+    a, b = (load_file(str(next(stacked.base_models[n].folder.glob("**/*.safetensors")))) for n in ("tiny0", "tiny0b"))
+    assert any(not torch.equal(a[k], b[k]) for k in a if k in b)
+
+
+def test_encoder_seed_must_be_a_whole_number():
+    from emoscope.config import EncoderConfig
+    from emoscope.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="encoder.seed"):
+        EncoderConfig(source="me5-small", seed=-1)
 
 
 @pytest.fixture(scope="module")
