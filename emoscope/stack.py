@@ -297,45 +297,44 @@ def weights_fingerprint(module: nn.Module) -> str:
 
 @torch.inference_mode()
 def extract_word_embeddings(encoder: nn.Module, word_encoder: WordEncoder, word_lists: Sequence[Sequence[str]],
-                            batch_size: int, device: torch.device, pooling: str = "mean") -> WordEmbeddings:
-    """Word vectors of each text from one encoder, in input order, batched by token length."""
+                            batch_size: int, device: torch.device, pooling: str = "mean",
+                            head: tuple[nn.Module, str] | None = None) -> WordEmbeddings | tuple[WordEmbeddings, WordEmbeddings]:
+    """Word vectors of each text from one encoder, in input order, batched by token length.
+
+    ``head`` = (classifier head, its token pooling): also return that base classifier's logits
+    per text (one row per text, as :func:`extract_base_logits`) from the same forward pass."""
     encoder.eval()
     encoded = word_encoder.encode(word_lists)
     rows: list[np.ndarray | None] = [None] * len(encoded)
+    logits = None if head is None else np.zeros((len(encoded), head[0].out_features), dtype=np.float32)
     order = np.argsort([len(ids) for ids, _ in encoded], kind="stable")
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         batch = word_encoder.pad([encoded[i] for i in idx])
         n_words = max(len(word_lists[i]) for i in idx)
+        mask = batch["attention_mask"].to(device)
         with autocast_context(device):
-            hidden = encoder(input_ids=batch["input_ids"].to(device),
-                             attention_mask=batch["attention_mask"].to(device)).last_hidden_state
+            hidden = encoder(input_ids=batch["input_ids"].to(device), attention_mask=mask).last_hidden_state
         pooled = pool_words(hidden.float(), batch["word_index"].to(device), n_words, pooling).cpu().numpy()
         for row, i in enumerate(idx):
             rows[i] = pooled[row, : len(word_lists[i])]
+        if head is not None:
+            logits[idx] = head[0](pool_tokens(hidden.float(), mask, head[1])).float().cpu().numpy()
     if not rows:
-        return WordEmbeddings(np.zeros((0, encoder.config.hidden_size), np.float32), np.zeros(1, np.int64))
-    offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
-    return WordEmbeddings(np.ascontiguousarray(np.concatenate(rows), dtype=np.float32), offsets)
+        emb = WordEmbeddings(np.zeros((0, encoder.config.hidden_size), np.float32), np.zeros(1, np.int64))
+    else:
+        offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+        emb = WordEmbeddings(np.ascontiguousarray(np.concatenate(rows), dtype=np.float32), offsets)
+    if head is None:
+        return emb
+    return emb, WordEmbeddings(logits, np.arange(len(encoded) + 1, dtype=np.int64))
 
 
-@torch.inference_mode()
 def extract_base_logits(encoder: nn.Module, head: nn.Module, pooling: str, word_encoder: WordEncoder,
                         word_lists: Sequence[Sequence[str]], batch_size: int, device: torch.device) -> WordEmbeddings:
     """A base classifier's logits for each text (one row per text), read through the stack's own
     word segmentation, exactly as :class:`StackedModel` computes them at prediction time."""
-    encoder.eval()
-    encoded = word_encoder.encode(word_lists)
-    out = np.zeros((len(encoded), head.out_features), dtype=np.float32)
-    order = np.argsort([len(ids) for ids, _ in encoded], kind="stable")
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        batch = word_encoder.pad([encoded[i] for i in idx])
-        mask = batch["attention_mask"].to(device)
-        with autocast_context(device):
-            hidden = encoder(input_ids=batch["input_ids"].to(device), attention_mask=mask).last_hidden_state
-        out[idx] = head(pool_tokens(hidden.float(), mask, pooling)).float().cpu().numpy()
-    return WordEmbeddings(out, np.arange(len(encoded) + 1, dtype=np.int64))
+    return extract_word_embeddings(encoder, word_encoder, word_lists, batch_size, device, head=(head, pooling))[1]
 
 
 class EmbeddingCache:
@@ -705,13 +704,29 @@ def prepare_stack(config: RunConfig, data: Any, *, work: Path | None = None, pro
                     _loaded["model"] = (tokenizer, encoder.to(device), None if head is None else head.to(device).eval())
                 return _loaded["model"]
 
-            def compute(positions: list[int], split_words: list[list[str]], _ensure=ensure_loaded) -> WordEmbeddings:
-                tokenizer, encoder, _ = _ensure()
-                we = WordEncoder(tokenizer, normalizer, enc_cfg.max_length, stack.max_words, text_prefix(enc_cfg.source))
-                return extract_word_embeddings(encoder, we, [split_words[p] for p in positions],
-                                               config.training.eval_batch_size, device, stack.word_pooling)
+            # Base-classifier logits computed alongside word vectors, by text key, so a text that
+            # misses both caches goes through the encoder once.
+            spare_logits: dict[str, np.ndarray] = {}
+            with_head = want_base and model.folder is not None
 
-            def compute_logits(positions: list[int], split_words: list[list[str]], _ensure=ensure_loaded) -> WordEmbeddings:
+            def compute(positions: list[int], split_words: list[list[str]], split_keys: list[str],
+                        _ensure=ensure_loaded, _spare=spare_logits, _with_head=with_head) -> WordEmbeddings:
+                tokenizer, encoder, head = _ensure()
+                we = WordEncoder(tokenizer, normalizer, enc_cfg.max_length, stack.max_words, text_prefix(enc_cfg.source))
+                got = extract_word_embeddings(encoder, we, [split_words[p] for p in positions],
+                                              config.training.eval_batch_size, device, stack.word_pooling,
+                                              head=(head, enc_cfg.pooling) if _with_head else None)
+                if not _with_head:
+                    return got
+                emb, logits = got
+                _spare.update((split_keys[p], logits.flat[row]) for row, p in enumerate(positions))
+                return emb
+
+            def compute_logits(positions: list[int], split_words: list[list[str]], split_keys: list[str],
+                               _ensure=ensure_loaded, _spare=spare_logits) -> WordEmbeddings:
+                if all(split_keys[p] in _spare for p in positions):
+                    rows = np.stack([_spare[split_keys[p]] for p in positions]).astype(np.float32)
+                    return WordEmbeddings(rows, np.arange(len(positions) + 1, dtype=np.int64))
                 tokenizer, encoder, head = _ensure()
                 we = WordEncoder(tokenizer, normalizer, enc_cfg.max_length, stack.max_words, text_prefix(enc_cfg.source))
                 return extract_base_logits(encoder, head, enc_cfg.pooling, we, [split_words[p] for p in positions],
@@ -734,12 +749,12 @@ def prepare_stack(config: RunConfig, data: Any, *, work: Path | None = None, pro
                             _backfill_fingerprint(model.folder, fingerprint)
                     loaded["key"] = _encoder_key(fingerprint, enc_cfg, normalizer, stack)
                 emb, hits = cache.get(loaded["key"], split_keys,
-                                      lambda pos, _w=split_words: compute(pos, _w))
+                                      lambda pos, _w=split_words, _k=split_keys: compute(pos, _w, _k))
                 log(f"[stage 2] {name}/{model.role} → {split}: {len(positions)} texts ({hits} from the cache)")
                 pieces.setdefault(split, []).append((emb, positions))
-                if want_base and model.folder is not None:
+                if with_head:
                     logits, _ = cache.get(f"{loaded['key']}-head-{enc_cfg.pooling}", split_keys,
-                                          lambda pos, _w=split_words: compute_logits(pos, _w))
+                                          lambda pos, _w=split_words, _k=split_keys: compute_logits(pos, _w, _k))
                     logit_pieces.setdefault(split, []).append((logits, positions))
             loaded.clear()
         out[name] = {split: WordEmbeddings.gather(p, len(words["train" if split == "train-naive" else split]))
