@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +78,11 @@ def _mean_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_ablation(config: RunConfig, *, seeds: int = 1, progress: bool = False, log: Logger = print,
-                 work: Path | None = None) -> dict[str, Any]:
-    """Train and score every variant; returns a JSON-ready dict (see :func:`to_markdown`)."""
+                 work: Path | None = None, only: Sequence[str] = ()) -> dict[str, Any]:
+    """Train and score every variant; returns a JSON-ready dict (see :func:`to_markdown`).
+
+    ``only``: train just these meta-learner variants (by name) besides the main one (stack,
+    hybrid); the stage-1 classifiers are always scored (they cost nothing here)."""
     from emoscope.stack import fit_meta, meta_probs, pick_thresholds, prepare_stack
     from emoscope.training import load_training_data, peak_rss_mb
 
@@ -87,6 +90,14 @@ def run_ablation(config: RunConfig, *, seeds: int = 1, progress: bool = False, l
         raise ConfigError(f"{config.name} is a single-encoder recipe; ablations need a stacked recipe (a [stack] section)")
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    chosen = variants(config, config.stack.folds > 1)
+    if only:
+        names = [v["name"] for v in chosen]
+        unknown = [n for n in only if n not in names]
+        if unknown:
+            raise ConfigError(f"--only: no variant named {', '.join(repr(n) for n in unknown)} in {config.name}; "
+                              f"its variants are: {'; '.join(names)}")
+        chosen = [v for v in chosen if v["name"] in only or v.get("main")]
     started = time.perf_counter()
     data = load_training_data(config)
     train_ds, val_ds = data.train, data.validation
@@ -114,7 +125,7 @@ def run_ablation(config: RunConfig, *, seeds: int = 1, progress: bool = False, l
                      "seconds": single["info"].get("seconds")})
     main_probs: list[tuple[np.ndarray, np.ndarray]] = []
     meta_seconds = []
-    for variant in variants(config, stacked.train_oof is not None):
+    for variant in chosen:
         runs, val_f1, seconds = [], [], []
         naive = variant.get("naive", False)
         train_emb = stacked.select(variant["encoders"], "train", naive=naive)
@@ -155,6 +166,7 @@ def run_ablation(config: RunConfig, *, seeds: int = 1, progress: bool = False, l
         "encoders": [dataclasses.asdict(e) for e in config.encoders],
         "folds": config.stack.folds,
         "seeds": seeds,
+        "only": list(only),
         "rows": rows,
         "best_single": single_best["name"] if single_best else None,
         "stack_beats_best_single": bool(single_best and main["macro_f1"] > single_best["macro_f1"]),
@@ -182,6 +194,9 @@ def to_markdown(result: dict[str, Any], command: str = "") -> str:
     lines += [f"Scored on {result['scored_on']} ({result['n_scored']} texts); thresholds tuned on {result['validation']}; "
               f"{result['folds']} folds for out-of-fold stacking; meta-learner scores are the mean"
               f" ± std over {result['seeds']} seed(s).", ""]
+    if result.get("only"):
+        lines += [f"Partial run (`--only`): besides the stage-1 classifiers and the main variant, only "
+                  f"{'; '.join(result['only'])}.", ""]
     if command:
         lines += ["```", command, "```", ""]
     lines += ["| variant | macro-F1 | micro-F1 | Jaccard | Hamming | val macro-F1 | train (s) |",

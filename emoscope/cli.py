@@ -43,7 +43,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     result = run_ablation(config, seeds=args.seeds, progress=not args.quiet,
-                          work=Path(args.work_dir) if args.work_dir else None)
+                          work=Path(args.work_dir) if args.work_dir else None, only=args.only or ())
     command = "emoscope ablate " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else f"emoscope ablate --config {args.config}"
     markdown = to_markdown(result, command)
     output = Path(args.output) if args.output else Path("docs") / "ablations" / f"{config.name}.md"
@@ -229,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="Markdown file (default: docs/ablations/<recipe>.md; the JSON goes next to it)")
     p.add_argument("--into", help="also put the table into this Markdown file, between ablation:<recipe> markers")
     p.add_argument("--seeds", type=int, default=1, help="meta-learner seeds per variant (scores are averaged)")
+    p.add_argument("--only", action="append", metavar="VARIANT",
+                   help="train only this variant (repeatable; exact name as in the table) besides the main one")
     p.add_argument("--work-dir", help="where stage-1 models are kept (default: as for train)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_ablate)

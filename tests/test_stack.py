@@ -466,3 +466,17 @@ def test_ablation_reports_the_base_logits_variant(tiny_encoder, tiny_data):
     config = replace(config, meta=replace(config.meta, base_logits=True, epochs=2))
     names = [r["name"] for r in run_ablation(config, log=quiet)["rows"]]
     assert "hybrid − base-classifier logits" in names and "hybrid, naive stacking" in names
+
+
+def test_ablation_can_train_only_named_variants(tiny_encoder, tiny_data):
+    from emoscope.ablate import run_ablation, to_markdown
+    from emoscope.errors import ConfigError
+
+    config = tiny_stack_config([(tiny_encoder, True)], tiny_data, folds=2, epochs=1)
+    config = replace(config, meta=replace(config.meta, epochs=2))
+    result = run_ablation(config, log=quiet, only=["stack, BCE"])
+    assert [r["name"] for r in result["rows"]] == ["tiny0 alone, fine-tuned classifier (stage 1)", "stack, BCE",
+                                                   "stack, hybrid", "stack, hybrid, thresholds 0.5 (no tuning)"]
+    assert result["only"] == ["stack, BCE"] and "Partial run (`--only`)" in to_markdown(result)
+    with pytest.raises(ConfigError, match="no variant named 'stack, XYZ'.*stack, focal"):
+        run_ablation(config, log=quiet, only=["stack, XYZ"])
