@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -44,7 +45,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     result = run_ablation(config, seeds=args.seeds, progress=not args.quiet,
                           work=Path(args.work_dir) if args.work_dir else None, only=args.only or ())
-    command = "emoscope ablate " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else f"emoscope ablate --config {args.config}"
+    command = "emoscope ablate " + shlex.join(sys.argv[2:]) if len(sys.argv) > 2 else f"emoscope ablate --config {args.config}"
     markdown = to_markdown(result, command)
     output = Path(args.output) if args.output else Path("docs") / "ablations" / f"{config.name}.md"
     output.parent.mkdir(parents=True, exist_ok=True)
