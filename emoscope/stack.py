@@ -515,7 +515,7 @@ def fold_assignments(labels: np.ndarray, keys: Sequence[str], k: int, seed: int)
     return folds
 
 
-def _stage1_dir(work: Path, config: RunConfig, enc_cfg: EncoderConfig, train_ds: Dataset, role: str) -> Path:
+def _stage1_dir(work: Path, config: RunConfig, enc_cfg: EncoderConfig, train_ds: Dataset) -> Path:
     """One folder per (encoder settings, stage-1 settings, training data): a model stays reusable
     when other encoders are added to or dropped from the recipe."""
     encoder = {k: v for k, v in dataclasses.asdict(enc_cfg).items() if k != "name" and not (k == "seed" and v is None)}
@@ -523,18 +523,18 @@ def _stage1_dir(work: Path, config: RunConfig, enc_cfg: EncoderConfig, train_ds:
                 "folds": config.stack.folds, "finetune_loss": config.stack.finetune_loss,
                 "train": train_ds.fingerprint(), "validation": dataclasses.asdict(config.data)}
     digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
-    return work / "stage1" / f"{enc_cfg.label}-{digest}" / role
+    return work / "stage1" / f"{enc_cfg.label}-{digest}"
 
 
 def _finetune(config: RunConfig, enc_index: int, role: str, train_ds: Dataset, val_ds: Dataset,
-              eval_ds: Dataset | None, keys: Sequence[str], work: Path, log: Logger, progress: bool,
-              device: torch.device, full_train: Dataset) -> BaseModel:
-    """Fine-tune (or reuse a finished) stage-1 model on ``train_ds``."""
+              eval_ds: Dataset | None, keys: Sequence[str], root: Path, log: Logger, progress: bool,
+              device: torch.device) -> BaseModel:
+    """Fine-tune (or reuse a finished) stage-1 model on ``train_ds``, in ``root / role``."""
     from emoscope.training import fit_classifier, peak_rss_mb, predict_probs
 
     enc_cfg = config.encoders[enc_index]
     name = enc_cfg.label
-    folder = _stage1_dir(work, config, enc_cfg, full_train, role)
+    folder = root / role
     trained_on = frozenset(keys)
     keys_digest = hashlib.sha256("\n".join(sorted(trained_on)).encode()).hexdigest()[:24]
     info_path = folder / "info.json"
@@ -644,8 +644,8 @@ def prepare_stack(config: RunConfig, data: Any, *, work: Path | None = None, pro
         if not enc_cfg.fine_tune:
             base_models[name] = BaseModel(name, "pretrained", None, frozenset(), enc_cfg.source, enc_cfg.pooling)
             continue
-        full = _finetune(config, i, "full", train_ds, val_ds, eval_ds, keys["train"], work, log, progress, device,
-                         train_ds)
+        root = _stage1_dir(work, config, enc_cfg, train_ds)
+        full = _finetune(config, i, "full", train_ds, val_ds, eval_ds, keys["train"], root, log, progress, device)
         base_models[name] = full
         from safetensors.numpy import load_file
 
@@ -656,8 +656,7 @@ def prepare_stack(config: RunConfig, data: Any, *, work: Path | None = None, pro
             for f in range(stack.folds):
                 idx = np.flatnonzero(folds != f)
                 fold_models[name].append(_finetune(config, i, f"fold-{f + 1}", train_ds.subset(idx), val_ds, None,
-                                                   [keys["train"][j] for j in idx], work, log, progress, device,
-                                                   train_ds))
+                                                   [keys["train"][j] for j in idx], root, log, progress, device))
     seconds["finetune"] = time.perf_counter() - started
     peaks["finetune"] = peak_rss_mb()
 
@@ -697,11 +696,12 @@ def prepare_stack(config: RunConfig, data: Any, *, work: Path | None = None, pro
             model = model_jobs[0][0]
             loaded: dict[str, Any] = {}
 
-            def ensure_loaded(_loaded=loaded, _model=model) -> tuple[Any, nn.Module, nn.Module | None]:
-                """This model's tokenizer, encoder and head, loaded once for all its jobs."""
+            def ensure_loaded(_loaded=loaded, _model=model) -> tuple[WordEncoder, nn.Module, nn.Module | None]:
+                """This model's word encoder, encoder and head, loaded once for all its jobs."""
                 if "model" not in _loaded:
                     tokenizer, encoder, head = _model.load_with_head()
-                    _loaded["model"] = (tokenizer, encoder.to(device), None if head is None else head.to(device).eval())
+                    we = WordEncoder(tokenizer, normalizer, enc_cfg.max_length, stack.max_words, text_prefix(enc_cfg.source))
+                    _loaded["model"] = (we, encoder.to(device), None if head is None else head.to(device).eval())
                 return _loaded["model"]
 
             # Base-classifier logits computed alongside word vectors, by text key, so a text that
@@ -711,8 +711,7 @@ def prepare_stack(config: RunConfig, data: Any, *, work: Path | None = None, pro
 
             def compute(positions: list[int], split_words: list[list[str]], split_keys: list[str],
                         _ensure=ensure_loaded, _spare=spare_logits, _with_head=with_head) -> WordEmbeddings:
-                tokenizer, encoder, head = _ensure()
-                we = WordEncoder(tokenizer, normalizer, enc_cfg.max_length, stack.max_words, text_prefix(enc_cfg.source))
+                we, encoder, head = _ensure()
                 got = extract_word_embeddings(encoder, we, [split_words[p] for p in positions],
                                               config.training.eval_batch_size, device, stack.word_pooling,
                                               head=(head, enc_cfg.pooling) if _with_head else None)
@@ -727,8 +726,7 @@ def prepare_stack(config: RunConfig, data: Any, *, work: Path | None = None, pro
                 if all(split_keys[p] in _spare for p in positions):
                     rows = np.stack([_spare[split_keys[p]] for p in positions]).astype(np.float32)
                     return WordEmbeddings(rows, np.arange(len(positions) + 1, dtype=np.int64))
-                tokenizer, encoder, head = _ensure()
-                we = WordEncoder(tokenizer, normalizer, enc_cfg.max_length, stack.max_words, text_prefix(enc_cfg.source))
+                we, encoder, head = _ensure()
                 return extract_base_logits(encoder, head, enc_cfg.pooling, we, [split_words[p] for p in positions],
                                            config.training.eval_batch_size, device)
 

@@ -480,3 +480,25 @@ def test_ablation_can_train_only_named_variants(tiny_encoder, tiny_data):
     assert result["only"] == ["stack, BCE"] and "Partial run (`--only`)" in to_markdown(result)
     with pytest.raises(ConfigError, match="no variant named 'stack, XYZ'.*stack, focal"):
         run_ablation(config, log=quiet, only=["stack, XYZ"])
+
+
+def test_base_logits_from_the_word_vector_pass_match_a_separate_pass(tiny_encoder, tiny_data, tmp_path):
+    """Stage 2 takes the classifier logits from the word-vector pass when both caches miss; with
+    the word vectors cached, the logits come from a pass of their own: the two must agree row by row."""
+    from emoscope.stack import embeddings_cache, prepare_stack
+    from emoscope.training import load_training_data
+
+    config = tiny_stack_config([(tiny_encoder, True)], tiny_data, folds=2, epochs=1)
+    config = replace(config, meta=replace(config.meta, base_logits=True))
+    data = load_training_data(config)
+    first = prepare_stack(config, data, work=tmp_path / "work", progress=False, log=quiet)
+    heads = [p for p in embeddings_cache(config).root.iterdir() if "-head-" in p.name]
+    assert heads
+    for p in heads:
+        shutil.rmtree(p)
+    logs: list[str] = []
+    second = prepare_stack(config, data, work=tmp_path / "work", progress=False, log=logs.append)
+    assert all("(0 from the cache)" not in line for line in logs if "[stage 2]" in line)  # word vectors reused
+    for split in ("train", "train-naive", "validation"):
+        np.testing.assert_allclose(first.base_logits["tiny0"][split].flat, second.base_logits["tiny0"][split].flat,
+                                   atol=1e-5)
