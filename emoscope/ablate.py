@@ -84,7 +84,7 @@ def run_ablation(config: RunConfig, *, seeds: int = 1, progress: bool = False, l
     ``only``: train just these meta-learner variants (by name) besides the main one (stack,
     hybrid); the stage-1 classifiers are always scored (they cost nothing here)."""
     from emoscope.stack import fit_meta, meta_probs, pick_thresholds, prepare_stack
-    from emoscope.training import load_training_data, peak_rss_mb
+    from emoscope.training import load_training_data, peak_gpu_mb, peak_rss_mb
 
     if config.kind != "stacked":
         raise ConfigError(f"{config.name} is a single-encoder recipe; ablations need a stacked recipe (a [stack] section)")
@@ -175,7 +175,7 @@ def run_ablation(config: RunConfig, *, seeds: int = 1, progress: bool = False, l
                  "meta_seconds_mean": round(float(np.mean(meta_seconds)), 1),
                  "meta_seconds_max": round(float(np.max(meta_seconds)), 1),
                  "total_seconds": round(time.perf_counter() - started, 1),
-                 "peak_rss_mb": round(peak_rss_mb(), 1)},
+                 "peak_rss_mb": round(peak_rss_mb(), 1), **peak_gpu_mb(device), "device": str(device)},
     }
 
 
@@ -220,7 +220,9 @@ def to_markdown(result: dict[str, Any], command: str = "") -> str:
               f"{cost['stage_seconds'].get('finetune', 0):.0f} s, embedding {cost['stage_seconds'].get('embed', 0):.0f} s; "
               f"near 0 when reused from the work folder and cache), meta-learner {cost['meta_seconds_mean']:.0f} s per "
               f"variant on average (max {cost['meta_seconds_max']:.0f} s), total {cost['total_seconds']:.0f} s, "
-              f"peak RSS {cost['peak_rss_mb']:.0f} MiB.", ""]
+              f"peak RSS {cost['peak_rss_mb']:.0f} MiB"
+              + (f", peak GPU memory {cost['peak_gpu_mb']:.0f} MiB on {cost['device']}" if "peak_gpu_mb" in cost else "")
+              + ".", ""]
     return "\n".join(lines)
 
 

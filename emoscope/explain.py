@@ -115,6 +115,7 @@ class ExplainModel:
         self.device = predictor.device
         self.kind = predictor.kind
         self._eager: dict[int, Any] = {}
+        self._gradient_meta: Any = None
         self._lock = threading.Lock()
         if self.kind == "stacked":
             stacked = predictor.model
@@ -170,12 +171,25 @@ class ExplainModel:
         expanded = [{k: v.expand(rows, -1) for k, v in b.items()} for b in batches]
         if self.kind == "stacked":
             counts = torch.full((rows,), n_words, dtype=torch.long, device=embeds[0].device)
-            logits = self.predictor.model(expanded, counts, inputs_embeds=list(embeds))
+            logits = self.predictor.model(expanded, counts, inputs_embeds=list(embeds), meta=self.gradient_meta)
         else:
             model = self.predictor.model
             hidden = model.encoder(inputs_embeds=embeds[0], attention_mask=expanded[0]["attention_mask"]).last_hidden_state
-            logits = model.head(model.pool(hidden, expanded[0]["attention_mask"]).float())
+            pooled = model.pool(hidden, expanded[0]["attention_mask"])
+            with torch.autocast(hidden.device.type, enabled=False):  # the head in fp32, as in Predictor
+                logits = model.head(pooled.float())
         return torch.sigmoid(logits.float())
+
+    @property
+    def gradient_meta(self) -> Any:
+        """The stacked model's meta-learner as a copy that gradients can flow through on a GPU
+        too (:func:`emoscope.stack.gradient_ready`), made on first use."""
+        with self._lock:
+            if self._gradient_meta is None:
+                from emoscope.stack import gradient_ready
+
+                self._gradient_meta = gradient_ready(self.predictor.model.meta)
+            return self._gradient_meta
 
     def predict_texts(self, texts: Sequence[str], batch_size: int = 64, precision: str | None = None) -> np.ndarray:
         """Probabilities for perturbed texts (an empty one reads as one unknown word).
@@ -186,6 +200,8 @@ class ExplainModel:
 
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
+        if precision is None:
+            precision = getattr(self.predictor, "precision", None)
         if self.kind == "stacked":
             return self.predictor.model.predict_proba(list(texts), batch_size, self.device, precision)
         te = self.predictor.text_encoder
@@ -446,8 +462,9 @@ def ig_word_attributions(model: ExplainModel, text: str, indices: list[int], n_s
 
     All encoders' embeddings move from baseline to input together; each step batch needs one
     forward pass for all labels, then one backward pass per label over the kept graph.
-    ``precision``: the step passes run under that autocast (``bf16``: linear layers in bf16,
-    attention kernels in fp32; inputs, gradients and sums stay fp32). The endpoints of the
+    ``precision``: the step passes run under that autocast (``bf16``: the encoders' linear layers
+    in bf16, attention kernels, word pooling and the meta-learner in fp32; inputs, gradients and
+    sums stay fp32). The endpoints of the
     completeness check are always fp32, so the reported delta includes any bf16 error.
     """
     from captum.attr._utils.approximation_methods import approximation_parameters

@@ -182,26 +182,51 @@ def predict_probs(model: EncoderClassifier, text_encoder: TextEncoder, token_ids
 
 
 def pick_device(requested: str = "auto") -> torch.device:
-    """CUDA when present and asked for (``auto``), else CPU."""
+    """CUDA when present and asked for (``auto``), else CPU. A device this machine lacks (no CUDA,
+    or a GPU index past the last one) or a malformed name is a ``ConfigError``, not a crash later."""
+    from emoscope.errors import ConfigError
+
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        from emoscope.errors import ConfigError
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, ValueError) as err:
+        raise ConfigError(f"device '{requested}' is not a device name (use auto, cpu, cuda or cuda:N)") from err
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device '{requested}' is not supported (use auto, cpu, cuda or cuda:N)")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device '{requested}' requested but CUDA is not available on this machine")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"device '{requested}' requested but this machine has {count} GPU(s): cuda:0 to cuda:{count - 1}")
+    return device
 
-        raise ConfigError(f"device '{requested}' requested but CUDA is not available on this machine")
-    return torch.device(requested)
+
+def cuda_bf16(device: torch.device) -> bool:
+    """Whether ``device`` is a GPU with native bf16 (compute capability 8.0+: A100, H100, RTX 30xx…).
+
+    ``torch.cuda.is_bf16_supported()`` also says yes to older GPUs that only emulate bf16 (slow,
+    no bf16 cuDNN kernels) and asks about the current GPU rather than ``device``."""
+    return device.type == "cuda" and torch.cuda.is_available() and torch.cuda.get_device_capability(device) >= (8, 0)
+
+
+def default_precision(device: torch.device) -> str:
+    """The precision predictions and training use when none is asked for: bf16 on a GPU with
+    native bf16, fp32 elsewhere (so CPU results are exactly fp32)."""
+    return "bf16" if cuda_bf16(device) else "fp32"
 
 
 def autocast_context(device: torch.device, precision: str | None = None):
     """The autocast context for inference on ``device``.
 
-    ``precision=None`` (predictions, training): bf16 autocast on CUDA GPUs that support it, fp32
-    elsewhere, so CPU predictions stay exactly fp32. ``"auto"`` (explanations, which run the
+    ``precision=None`` (training, and predictions of bf16-trained bundles): bf16 autocast on GPUs
+    with native bf16 (:func:`default_precision`), fp32 elsewhere, so CPU predictions stay exactly fp32. ``"auto"`` (explanations, which run the
     model hundreds of times): bf16 also on CPUs with AMX tiles, where bf16 matrix products are
     several times faster; ``"bf16"`` / ``"fp32"`` force one. See :func:`resolve_precision`.
     """
     if precision is None:
-        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        precision = default_precision(device)
     if resolve_precision(device, precision) == "bf16":
         if device.type == "cpu":
             _install_cpu_fp32_attention()
@@ -221,7 +246,7 @@ def resolve_precision(device: torch.device, precision: str) -> str:
     if precision != "auto":
         return precision
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return default_precision(device)
     amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
     return "bf16" if device.type == "cpu" and amx is not None and amx() else "fp32"
 

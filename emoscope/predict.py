@@ -51,6 +51,11 @@ class Predictor:
             raise BundleError(f"{self.path}: the manifest lists {len(self.labels)} labels but the model has {spec.get('n_labels')}")
         self.thresholds = np.asarray(self.manifest["thresholds"], dtype=np.float32)
         self.device = pick_device(device)
+        # Predict in the precision the bundle's thresholds were tuned in: a bundle trained in fp32
+        # (on a CPU, or before bundles recorded it) stays fp32 on a GPU too; one trained in bf16 on
+        # a GPU uses bf16 where the device has it (None = the device's default), fp32 elsewhere.
+        trained_in = self.manifest.get("training", {}).get("precision", "fp32")
+        self.precision: str | None = None if trained_in == "bf16" else "fp32"
         self.batch_size = batch_size
         self.text_encoder: TextEncoder | None = None
         if self.kind == "stacked":
@@ -92,8 +97,9 @@ class Predictor:
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         if self.text_encoder is None:
-            return self.model.predict_proba(texts, self.batch_size, self.device)
-        return predict_probs(self.model, self.text_encoder, self.text_encoder.token_ids(texts), self.batch_size, self.device)
+            return self.model.predict_proba(texts, self.batch_size, self.device, self.precision)
+        return predict_probs(self.model, self.text_encoder, self.text_encoder.token_ids(texts), self.batch_size,
+                             self.device, self.precision)
 
     def predict(self, texts: Sequence[str], thresholds: Sequence[float] | None = None) -> list[Prediction]:
         """Labels and probabilities per text, under the bundle's thresholds unless others are given."""

@@ -51,7 +51,7 @@ from emoscope.errors import BundleError, ConfigError, EmoScopeError
 from emoscope.fsutil import atomic_directory
 from emoscope.losses import build_loss
 from emoscope.metrics import compute_metrics
-from emoscope.models import EncoderClassifier, autocast_context, pick_device, pool_tokens
+from emoscope.models import EncoderClassifier, autocast_context, default_precision, pick_device, pool_tokens
 from emoscope.text import NormalizerConfig, prepare_words
 from emoscope.thresholds import tune_thresholds
 
@@ -210,6 +210,23 @@ class MetaLearner(nn.Module):
             prior = base.float().view(-1, self.n_base, self.n_labels)
             logits = logits + (prior * self.base_weight).sum(1)
         return (logits, pooled) if return_features else logits
+
+
+def gradient_ready(meta: MetaLearner) -> MetaLearner:
+    """A copy of an inference meta-learner that computes the same function and can be
+    differentiated through on a GPU. cuDNN's LSTM backward refuses a module in eval mode
+    ("cudnn RNN backward can only be called in training mode"), so the copy's LSTM is in
+    training mode with its between-layer dropout set to 0 (the only thing training mode changes
+    in ``nn.LSTM``); everything else stays in eval mode. A copy, so that predictions running in
+    other threads on the shared model are never touched."""
+    import copy
+
+    ready = copy.deepcopy(meta).eval()
+    for p in ready.parameters():
+        p.requires_grad_(False)
+    ready.lstm.dropout = 0.0
+    ready.lstm.train()
+    return ready
 
 
 def build_meta(input_sizes: Sequence[int], n_labels: int, cfg: MetaConfig, n_base: int = 0) -> MetaLearner:
@@ -530,7 +547,7 @@ def _finetune(config: RunConfig, enc_index: int, role: str, train_ds: Dataset, v
               eval_ds: Dataset | None, keys: Sequence[str], root: Path, log: Logger, progress: bool,
               device: torch.device) -> BaseModel:
     """Fine-tune (or reuse a finished) stage-1 model on ``train_ds``, in ``root / role``."""
-    from emoscope.training import fit_classifier, peak_rss_mb, predict_probs
+    from emoscope.training import fit_classifier, peak_gpu_mb, peak_rss_mb, predict_probs
 
     enc_cfg = config.encoders[enc_index]
     name = enc_cfg.label
@@ -560,7 +577,8 @@ def _finetune(config: RunConfig, enc_index: int, role: str, train_ds: Dataset, v
                 "trained_on_digest": keys_digest, "trained_on": sorted(trained_on), "best_epoch": fit.best_epoch,
                 "fingerprint": weights_fingerprint(fit.model.encoder),
                 "thresholds": [float(x) for x in fit.thresholds], "history": fit.history,
-                "seconds": round(time.perf_counter() - started, 1), "peak_rss_mb": round(peak_rss_mb(), 1)}
+                "seconds": round(time.perf_counter() - started, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
+                **peak_gpu_mb(device), "device": str(device)}
         (tmp / "info.json").write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
     fit.model.to("cpu")
     del fit
@@ -745,7 +763,7 @@ def prepare_stack(config: RunConfig, data: Any, *, work: Path | None = None, pro
                             _remember_fingerprint(model.source, fingerprint)
                         else:  # a stage-1 model from an older run: remember it for the next one
                             _backfill_fingerprint(model.folder, fingerprint)
-                    loaded["key"] = _encoder_key(fingerprint, enc_cfg, normalizer, stack)
+                    loaded["key"] = _encoder_key(fingerprint, enc_cfg, normalizer, stack, default_precision(device))
                 emb, hits = cache.get(loaded["key"], split_keys,
                                       lambda pos, _w=split_words, _k=split_keys: compute(pos, _w, _k))
                 log(f"[stage 2] {name}/{model.role} → {split}: {len(positions)} texts ({hits} from the cache)")
@@ -776,10 +794,15 @@ def prepare_stack(config: RunConfig, data: Any, *, work: Path | None = None, pro
     )
 
 
-def _encoder_key(fingerprint: str, enc_cfg: Any, normalizer: NormalizerConfig, stack: Any) -> str:
-    """Cache key of one encoder's word vectors: its weights and everything that shapes its input."""
+def _encoder_key(fingerprint: str, enc_cfg: Any, normalizer: NormalizerConfig, stack: Any,
+                 precision: str = "fp32") -> str:
+    """Cache key of one encoder's word vectors: its weights, everything that shapes its input, and
+    the precision they were computed in (bf16 on a GPU: vectors from a CPU run and a GPU run never
+    mix in one training matrix; fp32 adds nothing to the key, so existing caches stay valid)."""
     raw = {"weights": fingerprint, "max_length": enc_cfg.max_length, "prefix": text_prefix(enc_cfg.source), "text": normalizer.to_dict(),
            "max_words": stack.max_words, "word_pooling": stack.word_pooling}
+    if precision != "fp32":
+        raw["precision"] = precision
     return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -922,19 +945,26 @@ class StackedModel(nn.Module):
         return batches, torch.as_tensor([len(w) for w in word_lists])
 
     def forward(self, batches: Sequence[dict[str, torch.Tensor]], n_words: torch.Tensor,
-                return_features: bool = False, inputs_embeds: Sequence[torch.Tensor | None] | None = None):
+                return_features: bool = False, inputs_embeds: Sequence[torch.Tensor | None] | None = None,
+                meta: MetaLearner | None = None):
+        """Logits ``[B, L]``. Only the encoders run under the caller's autocast: word pooling,
+        the base heads and the meta-learner run in fp32, exactly as in stages 2 and 3, where the
+        word vectors were pooled in fp32 and the meta-learner trained and tuned its thresholds
+        in fp32. ``meta``: another copy of the meta-learner to read the words with (explanations
+        use one whose LSTM can be differentiated through on a GPU, see ``gradient_ready``)."""
         width = int(n_words.max())
         parts, base = [], []
         for k, (encoder, batch) in enumerate(zip(self.encoders, batches)):
             embeds = inputs_embeds[k] if inputs_embeds is not None else None
             inputs = {"inputs_embeds": embeds} if embeds is not None else {"input_ids": batch["input_ids"]}
             hidden = encoder(attention_mask=batch["attention_mask"], **inputs).last_hidden_state
-            parts.append(pool_words(hidden.float(), batch["word_index"], width, self.word_pooling))
-            if self.head_pooling[k] is not None:
-                with torch.autocast(hidden.device.type, enabled=False):  # heads run in fp32, as in stage 1
+            with torch.autocast(hidden.device.type, enabled=False):
+                parts.append(pool_words(hidden.float(), batch["word_index"], width, self.word_pooling))
+                if self.head_pooling[k] is not None:
                     base.append(self.heads[k](pool_tokens(hidden.float(), batch["attention_mask"], self.head_pooling[k])))
-        return self.meta(torch.cat(parts, dim=-1), n_words, return_features=return_features,
-                         base=torch.cat(base, dim=-1) if base else None)
+        with torch.autocast(parts[0].device.type, enabled=False):
+            return (meta or self.meta)(torch.cat(parts, dim=-1), n_words, return_features=return_features,
+                                       base=torch.cat(base, dim=-1) if base else None)
 
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str], batch_size: int, device: torch.device,
@@ -1056,7 +1086,7 @@ def _load_head(bundle: Path, encoder_dir: Path, entry: dict[str, Any], hidden: i
 def train_stack(config: RunConfig, output: str | Path, *, overwrite: bool = False, progress: bool = True,
                 log: Logger = print, work: Path | None = None) -> Path:
     """Run a stacked recipe end to end (stages 1–3) and write the bundle to ``output``."""
-    from emoscope.training import data_summary, load_training_data, peak_rss_mb
+    from emoscope.training import data_summary, load_training_data, peak_gpu_mb, peak_rss_mb
 
     output = Path(output)
     if output.exists() and not overwrite:
@@ -1132,8 +1162,8 @@ def train_stack(config: RunConfig, output: str | Path, *, overwrite: bool = Fals
                                 "meta_seconds": round(fit.seconds, 1),
                                 "peak_rss_mb_after": {**{k: round(v, 1) for k, v in stacked.stage_peak_rss_mb.items()},
                                                       "meta": round(peak_rss_mb(), 1)}},
-                     "peak_rss_mb": round(peak_rss_mb(), 1), "device": str(device),
-                     "torch_threads": torch.get_num_threads()},
+                     "peak_rss_mb": round(peak_rss_mb(), 1), **peak_gpu_mb(device), "device": str(device),
+                     "precision": default_precision(device), "torch_threads": torch.get_num_threads()},
     }
     validation = bundle_io.ValidationData(texts=list(val_ds.texts), labels=val_ds.labels, probs=fit.val_probs,
                                           ids=list(val_ds.ids), mask=val_ds.label_mask)

@@ -31,7 +31,8 @@ from emoscope.encoders import SOURCES, load_encoder, text_prefix
 from emoscope.errors import ConfigError, DataError
 from emoscope.losses import build_loss, class_frequencies, per_class_bce
 from emoscope.metrics import compute_metrics
-from emoscope.models import EncoderClassifier, TextEncoder, autocast_context, pick_device, predict_probs
+from emoscope.models import (EncoderClassifier, TextEncoder, autocast_context, default_precision, pick_device,
+                             predict_probs)
 from emoscope.thresholds import tune_thresholds
 
 Logger = Callable[[str], None]
@@ -46,6 +47,14 @@ def seed_everything(seed: int) -> None:
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak_gpu_mb(device: torch.device) -> dict[str, float]:
+    """``{"peak_gpu_mb": …}``, the most GPU memory torch allocated in this process, on a GPU; ``{}`` on CPU
+    (RSS counts only host memory, so a GPU run's model and activations would not show in it)."""
+    if device.type != "cuda":
+        return {}
+    return {"peak_gpu_mb": round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1)}
 
 
 @dataclass
@@ -358,7 +367,8 @@ def train(config: RunConfig, output: str | Path, *, overwrite: bool = False, pro
         "data": data_summary(data),
         "metrics": results,
         "training": {"best_epoch": best_epoch, "epochs_run": len(history), "seconds": round(seconds, 1),
-                     "peak_rss_mb": round(peak_rss_mb(), 1), "device": str(device),
+                     "peak_rss_mb": round(peak_rss_mb(), 1), **peak_gpu_mb(device), "device": str(device),
+                     "precision": default_precision(device),
                      "torch_threads": torch.get_num_threads(), "platform": platform.platform()},
     }
     from emoscope.bundle import ValidationData

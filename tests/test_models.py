@@ -69,3 +69,42 @@ def test_text_encoder_truncates_and_pads(tiny_encoder):
     assert batch["input_ids"].shape == (2, 8)
     assert batch["attention_mask"][1].tolist() == [1, 1, 1, 0, 0, 0, 0, 0]
     assert batch["input_ids"][1, 3:].eq(tokenizer.pad_token_id).all()
+
+
+@pytest.mark.parametrize("name, message", [
+    ("cuda:x", "not a device name"),
+    ("tpu", "not a device name"),
+    ("meta", "not supported"),
+    ("cuda", "CUDA is not available"),
+])
+def test_device_names_this_machine_cannot_use_are_config_errors(name, message, monkeypatch):
+    from emoscope.errors import ConfigError
+    from emoscope.models import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=message):
+        pick_device(name)
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device("auto") == torch.device("cpu")
+
+
+def test_a_gpu_index_past_the_last_gpu_is_a_config_error(monkeypatch):
+    from emoscope.errors import ConfigError
+    from emoscope.models import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert pick_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(ConfigError, match="has 1 GPU"):
+        pick_device("cuda:3")
+
+
+def test_bf16_only_on_gpus_with_native_bf16(monkeypatch):
+    from emoscope.models import cuda_bf16, default_precision
+
+    assert default_precision(torch.device("cpu")) == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for capability, native in (((7, 5), False), ((8, 0), True), ((9, 0), True)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        assert cuda_bf16(torch.device("cuda:0")) is native
+        assert default_precision(torch.device("cuda:0")) == ("bf16" if native else "fp32")

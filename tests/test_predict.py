@@ -141,3 +141,26 @@ def test_ragged_row_is_named(predictor, tmp_path):
     with pytest.raises(InputError, match="line 3 has more fields than the header"):
         predictor.predict_file(src, tmp_path / "out.csv")
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_predicts_in_the_precision_the_thresholds_were_tuned_in(tiny_bundle, tmp_path):
+    """A bundle trained in fp32 (or one from before bundles said) predicts in fp32 even on a
+    GPU; one trained in bf16 follows the device's default (bf16 on a GPU that has it)."""
+    import shutil
+
+    manifest = read_manifest(tiny_bundle)
+    assert manifest["training"]["precision"] == "fp32"  # trained on this CPU
+    assert Predictor(tiny_bundle, device="cpu").precision == "fp32"
+    copy = tmp_path / "bf16"
+    shutil.copytree(tiny_bundle, copy)
+    raw = json.loads((copy / "manifest.json").read_text(encoding="utf-8"))
+    raw["training"]["precision"] = "bf16"
+    (copy / "manifest.json").write_text(json.dumps(raw), encoding="utf-8")
+    bf16 = Predictor(copy, device="cpu", verify=False)
+    assert bf16.precision is None
+    # on a CPU the device default is fp32, so the answers are the fp32 ones
+    texts = ["happy day", "غاضب جدا اليوم"]
+    np.testing.assert_allclose(bf16.predict_proba(texts), Predictor(tiny_bundle, device="cpu").predict_proba(texts), atol=1e-6)
+    del raw["training"]["precision"]
+    (copy / "manifest.json").write_text(json.dumps(raw), encoding="utf-8")
+    assert Predictor(copy, device="cpu", verify=False).precision == "fp32"

@@ -502,3 +502,53 @@ def test_base_logits_from_the_word_vector_pass_match_a_separate_pass(tiny_encode
     for split in ("train", "train-naive", "validation"):
         np.testing.assert_allclose(first.base_logits["tiny0"][split].flat, second.base_logits["tiny0"][split].flat,
                                    atol=1e-5)
+
+
+def test_gradient_ready_meta_learner_computes_the_same_function_and_leaves_the_original_alone():
+    """cuDNN refuses an LSTM backward in eval mode, so explanations differentiate through a copy
+    whose LSTM is in training mode with its between-layer dropout off: same outputs, even for a
+    two-layer LSTM with dropout, and the shared original stays in eval mode, untouched."""
+    from emoscope.stack import gradient_ready
+
+    torch.manual_seed(0)
+    meta = MetaLearner([4, 2], n_labels=3, hidden_size=5, layers=2, dropout=0.5, pooling="attention").eval()
+    ready = gradient_ready(meta)
+    assert ready.lstm.training and ready.lstm.dropout == 0.0 and not ready.training
+    assert not meta.lstm.training and meta.lstm.dropout == 0.5
+    x = torch.randn(3, 6, 6, requires_grad=True)
+    n = torch.tensor([6, 4, 1])
+    torch.testing.assert_close(ready(x, n), meta(x, n))
+    torch.testing.assert_close(ready(x, n), ready(x, n))  # no dropout left anywhere
+    grad, = torch.autograd.grad(ready(x, n)[:, 1].sum(), x)
+    expected, = torch.autograd.grad(meta(x, n)[:, 1].sum(), x)
+    torch.testing.assert_close(grad, expected)
+
+
+def test_only_the_encoders_run_under_autocast(stacked_bundle):
+    """Word pooling and the meta-learner trained in fp32 on fp32 word vectors; under bf16
+    autocast (GPU predictions, CPU explanations) they must still run in fp32."""
+    from emoscope.predict import Predictor
+
+    model = Predictor(stacked_bundle, device="cpu").model
+    seen = []
+    hooks = [m.register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
+             for m in model.meta.modules() if isinstance(m, torch.nn.Linear)]
+    try:
+        batches, n_words = model.encode(["a happy day", "so sad and afraid today"])
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(batches, n_words)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert seen and set(seen) == {torch.float32}
+    assert logits.dtype == torch.float32
+
+
+def test_word_vector_cache_key_holds_the_precision_only_when_not_fp32(tiny_encoder):
+    from emoscope.config import EncoderConfig, StackConfig
+    from emoscope.stack import _encoder_key
+
+    enc, stack = EncoderConfig(source=str(tiny_encoder)), StackConfig()
+    fp32 = _encoder_key("f" * 16, enc, NormalizerConfig(), stack)
+    assert _encoder_key("f" * 16, enc, NormalizerConfig(), stack, "fp32") == fp32  # old caches stay valid
+    assert _encoder_key("f" * 16, enc, NormalizerConfig(), stack, "bf16") != fp32
