@@ -221,9 +221,10 @@ def autocast_context(device: torch.device, precision: str | None = None):
     """The autocast context for inference on ``device``.
 
     ``precision=None`` (training, and predictions of bf16-trained bundles): bf16 autocast on GPUs
-    with native bf16 (:func:`default_precision`), fp32 elsewhere, so CPU predictions stay exactly fp32. ``"auto"`` (explanations, which run the
-    model hundreds of times): bf16 also on CPUs with AMX tiles, where bf16 matrix products are
-    several times faster; ``"bf16"`` / ``"fp32"`` force one. See :func:`resolve_precision`.
+    with native bf16 (:func:`default_precision`), fp32 elsewhere, so CPU predictions stay exactly
+    fp32. ``"auto"`` (explanations, which run the model hundreds of times): bf16 also on CPUs with
+    AMX tiles, where bf16 matrix products are several times faster; ``"bf16"`` / ``"fp32"`` force
+    one. See :func:`resolve_precision`.
     """
     if precision is None:
         precision = default_precision(device)
