@@ -11,6 +11,7 @@ Each variant runs in its own process; the first call (warm-up, and compilation) 
 are timed.
 
     .venv/bin/python benchmarks/ig_variants.py --output benchmarks/results/ig-variants.json
+    .venv/bin/python benchmarks/ig_variants.py --profile     # where the shipped path's time goes
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-VARIANTS = ("eager", "batched", "compiled")
+VARIANTS = ("eager", "batched", "compiled", "profile")
 
 
 def batched_ig(model, text: str, indices: list[int], n_steps: int, step_batch: int) -> None:
@@ -67,6 +68,13 @@ def child(model_dir: str, variant: str, threads: int) -> dict:
     if variant == "compiled":
         for k in range(len(predictor.model.encoders)):
             predictor.model.encoders[k] = torch.compile(predictor.model.encoders[k], dynamic=False)
+    if variant == "profile":
+        from torch.profiler import ProfilerActivity, profile
+
+        ig_word_attributions(model, text, indices, 50, 25, "auto")
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            ig_word_attributions(model, text, indices, 50, 25, "auto")
+        return {"variant": variant, "table": prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)}
     seconds = []
     for _ in range(3):
         start = time.perf_counter()
@@ -82,7 +90,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/default")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default="eager,batched,compiled")
+    parser.add_argument("--profile", action="store_true", help="profile the shipped path instead (torch.profiler)")
     parser.add_argument("--output")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -90,13 +99,16 @@ def main() -> None:
         print(json.dumps(child(args.model, args.child, args.threads)))
         return
     rows = []
-    for variant in args.variants.split(","):
+    for variant in ["profile"] if args.profile else args.variants.split(","):
         proc = subprocess.run([sys.executable, __file__, "--model", args.model, "--threads", str(args.threads),
                                "--child", variant], capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(proc.stderr[-3000:])
         row = json.loads(proc.stdout.strip().splitlines()[-1])
         rows.append(row)
+        if variant == "profile":
+            print(row["table"])
+            continue
         print(f"{variant:<9} first {row['first_s']:6.1f} s, then {', '.join(f'{s:.1f}' for s in row['warm_s'])} s", flush=True)
     if args.output:
         Path(args.output).write_text(json.dumps({"model": args.model, "threads": args.threads, "rows": rows}, indent=1))
