@@ -201,7 +201,7 @@ class ExplainModel:
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         if precision is None:
-            precision = getattr(self.predictor, "precision", None)
+            precision = self.predictor.precision
         if self.kind == "stacked":
             return self.predictor.model.predict_proba(list(texts), batch_size, self.device, precision)
         te = self.predictor.text_encoder
