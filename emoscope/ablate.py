@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from emoscope.config import LossConfig, RunConfig
+from emoscope.data import load_training_data
 from emoscope.errors import ConfigError
 from emoscope.metrics import compute_metrics
 from emoscope.models import pick_device
@@ -84,7 +85,7 @@ def run_ablation(config: RunConfig, *, seeds: int = 1, progress: bool = False, l
     ``only``: train just these meta-learner variants (by name) besides the main one (stack,
     hybrid); the stage-1 classifiers are always scored (they cost nothing here)."""
     from emoscope.stack import fit_meta, meta_probs, pick_thresholds, prepare_stack
-    from emoscope.training import load_training_data, peak_gpu_mb, peak_rss_mb
+    from emoscope.training import peak_gpu_mb, peak_rss_mb
 
     if config.kind != "stacked":
         raise ConfigError(f"{config.name} is a single-encoder recipe; ablations need a stacked recipe (a [stack] section)")

@@ -45,7 +45,7 @@ from torch import nn
 
 from emoscope import bundle as bundle_io
 from emoscope.config import EncoderConfig, LossConfig, MetaConfig, RunConfig, ThresholdConfig
-from emoscope.data import Dataset, iterative_stratified_split
+from emoscope.data import Dataset, data_summary, iterative_stratified_split, load_training_data
 from emoscope.encoders import SOURCES, cache_dir, load_encoder, text_prefix
 from emoscope.errors import BundleError, ConfigError, EmoScopeError
 from emoscope.fsutil import atomic_directory
@@ -1086,7 +1086,7 @@ def _load_head(bundle: Path, encoder_dir: Path, entry: dict[str, Any], hidden: i
 def train_stack(config: RunConfig, output: str | Path, *, overwrite: bool = False, progress: bool = True,
                 log: Logger = print, work: Path | None = None) -> Path:
     """Run a stacked recipe end to end (stages 1–3) and write the bundle to ``output``."""
-    from emoscope.training import data_summary, load_training_data, peak_gpu_mb, peak_rss_mb
+    from emoscope.training import peak_gpu_mb, peak_rss_mb
 
     output = Path(output)
     if output.exists() and not overwrite:

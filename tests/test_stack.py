@@ -127,7 +127,7 @@ def test_embedding_cache_computes_each_text_once(tmp_path):
 
 def test_out_of_fold_stage2_never_embeds_a_text_with_a_model_trained_on_it(tiny_encoder, tiny_encoder_b,
                                                                          tiny_data, monkeypatch):
-    from emoscope.training import load_training_data
+    from emoscope.data import load_training_data
 
     config = tiny_stack_config([(tiny_encoder, True), (tiny_encoder_b, True)], tiny_data, folds=3, epochs=1)
     data = load_training_data(config)
@@ -216,7 +216,7 @@ def test_adding_a_seeded_copy_retrains_only_the_new_encoder(tiny_encoder, tiny_d
     from safetensors.torch import load_file
 
     from emoscope.stack import prepare_stack
-    from emoscope.training import load_training_data
+    from emoscope.data import load_training_data
 
     config = tiny_stack_config([(tiny_encoder, True)], tiny_data, folds=0, epochs=1)
     work = tmp_path / "work"
@@ -486,7 +486,7 @@ def test_base_logits_from_the_word_vector_pass_match_a_separate_pass(tiny_encode
     """Stage 2 takes the classifier logits from the word-vector pass when both caches miss; with
     the word vectors cached, the logits come from a pass of their own: the two must agree row by row."""
     from emoscope.stack import embeddings_cache, prepare_stack
-    from emoscope.training import load_training_data
+    from emoscope.data import load_training_data
 
     config = tiny_stack_config([(tiny_encoder, True)], tiny_data, folds=2, epochs=1)
     config = replace(config, meta=replace(config.meta, base_logits=True))
