@@ -85,7 +85,7 @@ def run_ablation(config: RunConfig, *, seeds: int = 1, progress: bool = False, l
     ``only``: train just these meta-learner variants (by name) besides the main one (stack,
     hybrid); the stage-1 classifiers are always scored (they cost nothing here)."""
     from emoscope.stack import fit_meta, meta_probs, pick_thresholds, prepare_stack
-    from emoscope.training import peak_gpu_mb, peak_rss_mb
+    from emoscope.models.runtime import peak_gpu_mb, peak_rss_mb
 
     if config.kind != "stacked":
         raise ConfigError(f"{config.name} is a single-encoder recipe; ablations need a stacked recipe (a [stack] section)")

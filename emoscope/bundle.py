@@ -18,6 +18,7 @@ file hashes catch truncated or edited files later.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -29,9 +30,8 @@ import numpy as np
 
 from emoscope.errors import BundleError
 from emoscope.fsutil import atomic_directory, sha256_file
+from emoscope.manifest import FORMAT, FORMAT_VERSION, Manifest
 
-FORMAT = "emoscope-bundle"
-FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 VALIDATION = "validation.json"
 
@@ -85,7 +85,7 @@ def library_versions() -> dict[str, str]:
 
 def save_bundle(
     target: str | Path,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     write_model: Callable[[Path], None],
     validation: ValidationData | None = None,
     log: Iterable[dict[str, Any]] = (),
@@ -111,9 +111,9 @@ def save_bundle(
             str(p.relative_to(tmp)): {"size": p.stat().st_size, "sha256": sha256_file(p)}
             for p in sorted(tmp.rglob("*")) if p.is_file()
         }
-        full = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest,
-                "library_versions": library_versions(), "files": files}
-        _write_json(tmp / MANIFEST, full)
+        full = dataclasses.replace(manifest, format=FORMAT, format_version=FORMAT_VERSION,
+                                   library_versions=library_versions(), files=files)
+        _write_json(tmp / MANIFEST, full.to_dict())
     return target
 
 
@@ -121,7 +121,7 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
-def read_manifest(path: str | Path, verify: bool = True) -> dict[str, Any]:
+def read_manifest(path: str | Path, verify: bool = True) -> Manifest:
     """Read and check a bundle's manifest; ``verify`` also checks every file's size and hash.
 
     Raises ``BundleError`` for a missing folder or manifest, a foreign or newer format, and
@@ -148,17 +148,8 @@ def read_manifest(path: str | Path, verify: bool = True) -> dict[str, Any]:
     if version > FORMAT_VERSION:
         raise BundleError(f"{folder} was written by a newer EmoScope (bundle format {version}; this version reads up to "
                           f"{FORMAT_VERSION}); upgrade EmoScope to load it")
-    for key in ("labels", "thresholds", "model", "files"):
-        if key not in manifest:
-            raise BundleError(f"{manifest_path}: required field '{key}' is missing")
-    labels = manifest["labels"]
-    if not isinstance(labels, list) or not labels or len(set(labels)) != len(labels):
-        raise BundleError(f"{manifest_path}: 'labels' must be a non-empty list of distinct names")
-    thresholds = manifest["thresholds"]
-    if (not isinstance(thresholds, list) or len(thresholds) != len(labels)
-            or not all(isinstance(t, (int, float)) and 0.0 <= t <= 1.0 for t in thresholds)):
-        raise BundleError(f"{manifest_path}: 'thresholds' must hold one number in [0, 1] per label")
-    _check_files(folder, manifest["files"], verify)
+    manifest = Manifest.from_dict(manifest, str(manifest_path))
+    _check_files(folder, manifest.files, verify)
     return manifest
 
 
@@ -177,13 +168,13 @@ def _check_files(folder: Path, files: dict[str, Any], verify: bool) -> None:
             raise BundleError(f"{folder}: file '{rel}' does not match its sha256 in the manifest (corrupted or modified)")
 
 
-def read_validation(folder: str | Path, manifest: dict[str, Any]) -> ValidationData | None:
+def read_validation(folder: str | Path, manifest: Manifest) -> ValidationData | None:
     """The bundle's validation texts, gold labels and probabilities, if it stored them."""
     path = Path(folder) / VALIDATION
     if not path.exists():
         return None
     try:
-        return ValidationData.from_json(json.loads(path.read_text(encoding="utf-8")), len(manifest["labels"]))
+        return ValidationData.from_json(json.loads(path.read_text(encoding="utf-8")), manifest.n_labels)
     except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{path} is corrupted: {exc}") from exc
 
@@ -193,11 +184,10 @@ def update_thresholds(folder: str | Path, thresholds: Iterable[float]) -> None:
     folder = Path(folder)
     manifest = read_manifest(folder, verify=False)
     values = [float(t) for t in thresholds]
-    if len(values) != len(manifest["labels"]) or not all(0.0 <= t <= 1.0 for t in values):
-        raise BundleError(f"need one threshold in [0, 1] for each of the {len(manifest['labels'])} labels")
-    manifest["thresholds"] = values
+    if len(values) != manifest.n_labels or not all(0.0 <= t <= 1.0 for t in values):
+        raise BundleError(f"need one threshold in [0, 1] for each of the {manifest.n_labels} labels")
     tmp = folder / f".{MANIFEST}.tmp"
-    _write_json(tmp, manifest)
+    _write_json(tmp, dataclasses.replace(manifest, thresholds=values).to_dict())
     os.replace(tmp, folder / MANIFEST)
 
 

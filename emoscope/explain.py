@@ -28,7 +28,6 @@ p(only the top words), averaged over several top-k sizes.
 from __future__ import annotations
 
 import contextvars
-import html
 import json
 import threading
 import time
@@ -41,7 +40,9 @@ import numpy as np
 import torch
 
 from emoscope.errors import InputError
-from emoscope.text import MAX_CHARS, Word, is_rtl, prepare_words
+from emoscope.render import render_html  # noqa: F401  (re-exported)
+from emoscope.text import MAX_CHARS, Word, prepare_words
+from emoscope.words import token_word_matrix
 
 MAX_EXPLAIN_CHARS = MAX_CHARS
 
@@ -56,7 +57,7 @@ class LabelExplanation:
     scores: list[float]  # one per word of Explanation.words
 
     def top(self, k: int, words: Sequence[Word]) -> list[tuple[str, float]]:
-        order = np.argsort(-np.asarray(self.scores), kind="stable")[:k]
+        order = np.argsort(-np.asarray(self.scores), stable=True)[:k]
         return [(words[i].text, float(self.scores[i])) for i in order]
 
 
@@ -103,38 +104,21 @@ class Explanation:
 
 
 class ExplainModel:
-    """A loaded bundle (``Predictor``) seen as: words, encoders with word maps, and a
-    differentiable forward from each encoder's input embeddings to probabilities."""
+    """A loaded bundle (``Predictor``) as the explainers see it: its labels and thresholds, and its
+    :class:`~emoscope.models.EmotionModel` (words, encoders with word maps, a differentiable
+    forward from each encoder's input embeddings)."""
 
     def __init__(self, predictor: Any):
-        from emoscope.stack import WordEncoder
-
         self.predictor = predictor
+        self.model = predictor.model
         self.labels: list[str] = list(predictor.labels)
         self.thresholds = np.asarray(predictor.thresholds, dtype=float)
-        self.device = predictor.device
-        self.kind = predictor.kind
-        self._eager: dict[int, Any] = {}
-        self._gradient_meta: Any = None
-        self._lock = threading.Lock()
-        if self.kind == "stacked":
-            stacked = predictor.model
-            self.encoders = list(stacked.encoders)
-            self.word_encoders = list(stacked.word_encoders)
-            self.names = list(stacked.names)
-            self.max_words = self.word_encoders[0].max_words
-            self.normalizer = self.word_encoders[0].normalizer
-            entries = predictor.manifest["model"].get("encoders") or []
-            self.fine_tuned = [bool(e.get("fine_tuned", True)) for e in entries] or [True] * len(self.names)
-        else:
-            te = predictor.text_encoder
-            self.encoders = [predictor.model.encoder]
-            self.max_words = 10 ** 6
-            self.normalizer = te.normalizer
-            self.word_encoders = [WordEncoder(te.tokenizer, te.normalizer, te.max_length, self.max_words,
-                                              " ".join(te.prefix_words))]
-            self.names = [predictor.manifest["model"]["encoders"][0]["source"].rstrip("/").split("/")[-1]]
-            self.fine_tuned = [True]
+        self.device = self.model.runtime.device
+        self.names = self.model.names
+        self.fine_tuned = self.model.fine_tuned
+        self.encoders = self.model.encoders
+        self.word_encoders = self.model.word_encoders
+        self.normalizer = self.word_encoders[0].normalizer
 
     @property
     def cache_key(self) -> tuple[str, float]:
@@ -144,13 +128,11 @@ class ExplainModel:
     def words(self, text: str) -> tuple[list[Word], list[int], list[str]]:
         """Words of the text as typed, the original index of each word the model reads, and
         the normalised words it reads (the empty-normalising and cut-off words are not read)."""
-        words, normalised = prepare_words(text, self.normalizer)
-        read = [i for i, w in enumerate(normalised) if w][: self.max_words]
-        return words, read, [normalised[i] for i in read] or [""]
+        read = self.model.read(text)
+        return read.words, read.read, read.model_words
 
     def batches(self, model_words: list[str]) -> list[dict[str, torch.Tensor]]:
-        return [{k: v.to(self.device) for k, v in we.pad(we.encode([model_words])).items()}
-                for we in self.word_encoders]
+        return self.model.to_device(self.model.encode_words([model_words])[0])
 
     def input_embeddings(self, batches: Sequence[dict[str, torch.Tensor]]) -> list[torch.Tensor]:
         return [enc.get_input_embeddings()(b["input_ids"]).detach() for enc, b in zip(self.encoders, batches)]
@@ -159,8 +141,7 @@ class ExplainModel:
         """Padding embeddings at every word token; special and prefix tokens keep their own."""
         out = []
         for enc, we, b in zip(self.encoders, self.word_encoders, batches):
-            pad = we.tokenizer.pad_token_id if we.tokenizer.pad_token_id is not None else 0
-            ids = torch.where(b["word_index"] >= 0, torch.full_like(b["input_ids"], pad), b["input_ids"])
+            ids = torch.where(b["word_index"] >= 0, torch.full_like(b["input_ids"], we.pad_id), b["input_ids"])
             out.append(enc.get_input_embeddings()(ids).detach())
         return out
 
@@ -169,58 +150,23 @@ class ExplainModel:
         """Probabilities ``[B, L]`` from each encoder's input embeddings ``[B, T_k, H_k]``."""
         rows = embeds[0].shape[0]
         expanded = [{k: v.expand(rows, -1) for k, v in b.items()} for b in batches]
-        if self.kind == "stacked":
-            counts = torch.full((rows,), n_words, dtype=torch.long, device=embeds[0].device)
-            logits = self.predictor.model(expanded, counts, inputs_embeds=list(embeds), meta=self.gradient_meta)
-        else:
-            model = self.predictor.model
-            hidden = model.encoder(inputs_embeds=embeds[0], attention_mask=expanded[0]["attention_mask"]).last_hidden_state
-            pooled = model.pool(hidden, expanded[0]["attention_mask"])
-            with torch.autocast(hidden.device.type, enabled=False):  # the head in fp32, as in Predictor
-                logits = model.head(pooled.float())
+        counts = torch.full((rows,), n_words, dtype=torch.long, device=embeds[0].device)
+        logits = self.model(expanded, counts, inputs_embeds=list(embeds), for_gradients=True)
         return torch.sigmoid(logits.float())
 
-    @property
-    def gradient_meta(self) -> Any:
-        """The stacked model's meta-learner as a copy that gradients can flow through on a GPU
-        too (:func:`emoscope.stack.gradient_ready`), made on first use."""
-        with self._lock:
-            if self._gradient_meta is None:
-                from emoscope.stack import gradient_ready
-
-                self._gradient_meta = gradient_ready(self.predictor.model.meta)
-            return self._gradient_meta
-
-    def predict_texts(self, texts: Sequence[str], batch_size: int = 64, precision: str | None = None) -> np.ndarray:
+    def predict_texts(self, texts: Sequence[str], batch_size: int | None = None,
+                      precision: str | None = None) -> np.ndarray:
         """Probabilities for perturbed texts (an empty one reads as one unknown word).
 
         ``precision=None`` predicts exactly as ``Predictor`` does; ``auto``/``bf16``/``fp32``: see
         :func:`emoscope.models.autocast_context`."""
-        from emoscope.models import predict_probs
-
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        if precision is None:
-            precision = self.predictor.precision
-        if self.kind == "stacked":
-            return self.predictor.model.predict_proba(list(texts), batch_size, self.device, precision)
-        te = self.predictor.text_encoder
-        return predict_probs(self.predictor.model, te, te.token_ids(texts), batch_size, self.device, precision)
+        return self.model.predict_proba(list(texts), batch_size=batch_size or 64, precision=precision)
 
     def eager_encoder(self, index: int) -> Any:
-        """A copy of encoder ``index`` with eager attention (attention weights exposed), loaded on
-        first use: only the encoders whose attention is asked for cost memory."""
-        with self._lock:
-            if index not in self._eager:
-                from emoscope.encoders import load_encoder
-
-                spec = self.predictor.manifest["model"]
-                root = self.predictor.path / spec["path"]
-                folders = ([root / e["path"] for e in spec["encoders"]] if self.kind == "stacked" else [root / "encoder"])
-                _, copy = load_encoder(str(folders[index]), attn_implementation="eager")
-                copy.load_state_dict(self.encoders[index].state_dict())  # the loaded weights, exactly
-                self._eager[index] = copy.to(self.device).eval()
-            return self._eager[index]
+        """A copy of encoder ``index`` with eager attention, made on first use."""
+        return self.model.eager_encoder(index)
 
 
 def as_explain_model(model: Any) -> ExplainModel:
@@ -366,7 +312,7 @@ def _lime(model: ExplainModel, text: str, indices: list[int], params: dict[str, 
         out = np.zeros((len(texts), len(model.labels)), dtype=np.float32)
         # sorted by length over all samples (so batches pad little), scored a few batches at a
         # time (so progress can be reported)
-        order = np.argsort([len(t) for t in texts], kind="stable")
+        order = np.argsort([len(t) for t in texts], stable=True)
         chunk = 4 * batch_size
         for start in range(0, len(texts), chunk):
             idx = order[start:start + chunk]
@@ -387,15 +333,6 @@ def _lime(model: ExplainModel, text: str, indices: list[int], params: dict[str, 
 
 
 # --- attention -----------------------------------------------------------------------------------
-
-
-def _token_to_word_matrix(token_word: torch.Tensor, read: list[int], n_orig: int) -> torch.Tensor:
-    """``[T, n_orig]`` 0/1 matrix: token t belongs to original word w."""
-    m = torch.zeros(len(token_word), n_orig)
-    for t, w in enumerate(token_word.tolist()):
-        if 0 <= w < len(read):
-            m[t, read[w]] = 1.0
-    return m
 
 
 @register_method("attention", layer=-1, head="mean", rollout=False, encoder="fine-tuned")
@@ -436,7 +373,7 @@ def _attention(model: ExplainModel, text: str, indices: list[int], params: dict[
                 if not 0 <= int(head) < n_heads:
                     raise InputError(f"{name} has {n_heads} heads; head must be in 0..{n_heads - 1} or 'mean'")
                 chosen = att[int(layer), int(head)]
-        w = _token_to_word_matrix(batch["word_index"][0].cpu(), read, len(words))  # [T, n]
+        w = token_word_matrix(batch["word_index"][0].tolist(), read, len(words))  # [T, n]
         real = batch["attention_mask"][0].cpu().float()
         # attention each word receives, averaged over the real query tokens
         received = (real @ chosen) / real.sum()
@@ -504,7 +441,7 @@ def ig_word_attributions(model: ExplainModel, text: str, indices: list[int], n_s
     for k, (x, b, batch) in enumerate(zip(inputs, bases, batches)):
         attr = ((x[0] - b[0])[None] * totals[k]).sum(-1).detach().cpu()  # [m, T]
         token_scores.append(attr)
-        scores += (attr @ _token_to_word_matrix(batch["word_index"][0].cpu(), read, n_orig)).numpy()
+        scores += (attr @ token_word_matrix(batch["word_index"][0].tolist(), read, n_orig)).numpy()
     with torch.inference_mode():
         p_input = model.forward_embeds(inputs, batches, n_words)[0, target].cpu().numpy()
         p_base = model.forward_embeds(bases, batches, n_words)[0, target].cpu().numpy()
@@ -548,7 +485,7 @@ def faithfulness(model: Any, explanation: Explanation, fractions: Sequence[float
     texts, plan = [], []
     for label, exp in explanation.labels.items():
         s = np.asarray(scores[label] if scores is not None else exp.scores, dtype=float)
-        order = np.argsort(-s, kind="stable")
+        order = np.argsort(-s, stable=True)
         for f in fractions:
             k = max(1, int(np.ceil(f * n)))
             top = np.zeros(n, dtype=bool)
@@ -569,54 +506,6 @@ def faithfulness(model: Any, explanation: Explanation, fractions: Sequence[float
 def random_scores(explanation: Explanation, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     return {label: rng.standard_normal(len(explanation.words)) for label in explanation.labels}
-
-
-# --- rendering -----------------------------------------------------------------------------------
-
-
-def _colour(score: float, scale: float) -> str:
-    """Diverging orange (supports the label) / purple (speaks against it), alpha by |score|."""
-    if scale <= 0 or score == 0:
-        return "transparent"
-    alpha = min(1.0, abs(score) / scale) * 0.75
-    r, g, b = (230, 97, 1) if score > 0 else (94, 60, 153)
-    return f"rgba({r}, {g}, {b}, {alpha:.3f})"
-
-
-def render_html(explanation: Explanation, label: str | None = None) -> str:
-    """The text as typed, each word a coloured span; safe for any user text.
-
-    Every piece of user text is HTML-escaped; the container has ``dir="auto"``, the text block
-    the direction of its script (right to left when Arabic dominates), and each word is a
-    bidi-isolated span (``unicode-bidi: isolate``, ``dir="auto"``), so Arabic reads right to left
-    while embedded English words and numbers keep their order; whitespace between words is kept.
-    """
-    if label is None:
-        label = next(iter(explanation.labels))
-    if label not in explanation.labels:
-        raise InputError(f"label '{label}' was not explained; explained: {', '.join(explanation.labels)}")
-    exp = explanation.labels[label]
-    scores = np.asarray(exp.scores, dtype=float)
-    scale = float(np.abs(scores).max()) if len(scores) else 0.0
-    parts, cursor = [], 0
-    text = explanation.text
-    for word, score in zip(explanation.words, scores):
-        parts.append(html.escape(text[cursor:word.start]))
-        title = html.escape(f"{label}: {score:+.4f}", quote=True)
-        parts.append(f'<span class="es-word" dir="auto" title="{title}" data-score="{score:.6f}" '
-                     f'style="unicode-bidi: isolate; background-color: {_colour(score, scale)}; '
-                     f'border-radius: 3px; padding: 0 2px">{html.escape(word.text)}</span>')
-        cursor = word.end
-    parts.append(html.escape(text[cursor:]))
-    header = html.escape(f"{label} · p = {exp.probability:.3f} · {explanation.method}")
-    # Every word is an isolate, so the browser's dir="auto" would find no strong character
-    # outside them and fall back to left to right: the text's own direction is set explicitly.
-    direction = "rtl" if is_rtl(text) else "ltr"
-    align = "right" if direction == "rtl" else "left"
-    return (f'<div class="emoscope-explanation" dir="auto">'
-            f'<div class="es-header" style="font-size: 0.85rem; opacity: 0.8">{header}</div>'
-            f'<div class="es-text" dir="{direction}" style="unicode-bidi: isolate; white-space: pre-wrap; '
-            f'line-height: 2; font-size: 1.1rem; text-align: {align}">{"".join(parts)}</div></div>')
 
 
 def evaluate_methods(model: Any, texts: Sequence[str], methods: Sequence[str],

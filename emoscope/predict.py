@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from emoscope import bundle as bundle_io
-from emoscope.errors import BundleError, InputError
-from emoscope.models import EncoderClassifier, TextEncoder, pick_device, predict_probs
-from emoscope.text import MAX_CHARS, NormalizerConfig, detect_language, truncate
+from emoscope.errors import InputError
+from emoscope.models import EmotionModel, Runtime, load_model, pick_device
+from emoscope.text import MAX_CHARS, detect_language, truncate
 from emoscope.thresholds import apply_thresholds
 
 
@@ -42,38 +42,25 @@ class Predictor:
     def __init__(self, bundle: str | Path, device: str = "auto", batch_size: int = 32, verify: bool = True):
         self.path = Path(bundle)
         self.manifest = bundle_io.read_manifest(self.path, verify=verify)
-        spec = self.manifest["model"]
-        self.kind = spec.get("kind")
-        if self.kind not in ("encoder-classifier", "stacked"):
-            raise BundleError(f"{self.path}: model kind {self.kind!r} is not supported by this EmoScope version")
-        self.labels: list[str] = list(self.manifest["labels"])
-        if spec.get("n_labels") != len(self.labels):
-            raise BundleError(f"{self.path}: the manifest lists {len(self.labels)} labels but the model has {spec.get('n_labels')}")
-        self.thresholds = np.asarray(self.manifest["thresholds"], dtype=np.float32)
-        self.device = pick_device(device)
+        self.labels: list[str] = list(self.manifest.labels)
+        self.thresholds = np.asarray(self.manifest.thresholds, dtype=np.float32)
         # Predict in the precision the bundle's thresholds were tuned in: a bundle trained in fp32
         # (on a CPU, or before bundles recorded it) stays fp32 on a GPU too; one trained in bf16 on
         # a GPU uses bf16 where the device has it (None = the device's default), fp32 elsewhere.
-        trained_in = self.manifest.get("training", {}).get("precision", "fp32")
-        self.precision: str | None = None if trained_in == "bf16" else "fp32"
-        self.batch_size = batch_size
-        self.text_encoder: TextEncoder | None = None
-        if self.kind == "stacked":
-            from emoscope.stack import load_stacked
-
-            self.model = load_stacked(self.path, self.manifest).to(self.device)
-            self.max_length = max(e["max_length"] for e in spec["encoders"])
-            return
-        model, tokenizer = EncoderClassifier.load(self.path / spec["path"], n_labels=len(self.labels), pooling=spec["pooling"])
-        self.model = model.to(self.device)
-        self.text_encoder = TextEncoder(
-            tokenizer, NormalizerConfig.from_dict(self.manifest.get("text", {})), spec["max_length"],
-            prefix=spec["encoders"][0].get("text_prefix", ""))
-        self.max_length = spec["max_length"]
+        precision = None if self.manifest.precision == "bf16" else "fp32"
+        self.model: EmotionModel = load_model(self.path, self.manifest, Runtime(pick_device(device), precision, batch_size))
 
     @property
     def name(self) -> str:
-        return self.manifest.get("name", self.path.name)
+        return self.manifest.name or self.path.name
+
+    @property
+    def device(self):
+        return self.model.runtime.device
+
+    @property
+    def precision(self) -> str | None:
+        return self.model.runtime.precision
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities [n, L] for non-empty texts (empty ones raise ``InputError``)."""
@@ -90,16 +77,13 @@ class Predictor:
         cut, was_cut = truncate(text, MAX_CHARS)
         if was_cut:
             warnings.warn(f"text {index} has {len(text):,} characters; only the first {len(cut):,} are used "
-                          f"(the model reads at most {self.max_length} tokens anyway)", stacklevel=3)
+                          f"(the model reads at most {self.model.max_length} tokens anyway)", stacklevel=3)
         return cut, was_cut
 
     def _probs(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        if self.text_encoder is None:
-            return self.model.predict_proba(texts, self.batch_size, self.device, self.precision)
-        return predict_probs(self.model, self.text_encoder, self.text_encoder.token_ids(texts), self.batch_size,
-                             self.device, self.precision)
+        return self.model.predict_proba(texts)
 
     def predict(self, texts: Sequence[str], thresholds: Sequence[float] | None = None) -> list[Prediction]:
         """Labels and probabilities per text, under the bundle's thresholds unless others are given."""
@@ -116,12 +100,14 @@ class Predictor:
 
     def predict_file(self, input_path: str | Path, output_path: str | Path, text_column: str = "text",
                      chunk_size: int = 512, progress: bool = False,
-                     on_progress: Callable[[int], None] | None = None) -> dict[str, int]:
+                     on_progress: Callable[[int], None] | None = None,
+                     thresholds: Sequence[float] | None = None) -> dict[str, int]:
         """Stream a CSV/TSV/JSONL file through the model into a file of the same or another format.
 
         The output keeps every input column and adds ``prob_<label>`` and ``<label>`` (0/1)
         per label. Rows with an empty text keep empty prediction cells and are counted.
         Returns counts: rows, predicted, empty. ``on_progress(rows_done)`` is called after each chunk.
+        The 0/1 columns use the bundle's thresholds unless others are given.
         """
         input_path, output_path = Path(input_path), Path(output_path)
         reader = _open_rows(input_path, text_column)
@@ -138,7 +124,8 @@ class Predictor:
                     texts = [row.get(text_column) for row in chunk]
                     keep = [i for i, t in enumerate(texts) if isinstance(t, str) and t.strip()]
                     probs = self._probs([truncate(texts[i], MAX_CHARS)[0] for i in keep])
-                    flags = apply_thresholds(probs, self.thresholds)
+                    flags = apply_thresholds(probs, self.thresholds if thresholds is None
+                                             else np.asarray(thresholds, dtype=np.float32))
                     filled = dict(zip(keep, range(len(keep))))
                     for i, row in enumerate(chunk):
                         out = dict(row)

@@ -52,188 +52,21 @@ from emoscope.fsutil import atomic_directory
 from emoscope.losses import build_loss
 from emoscope.metrics import compute_metrics
 from emoscope.models import EncoderClassifier, autocast_context, default_precision, pick_device, pool_tokens
-from emoscope.text import NormalizerConfig, prepare_words
+from emoscope.models.fingerprint import weights_fingerprint
+from emoscope.manifest import EncoderEntry, ModelSpec, build_manifest
+from emoscope.models.meta import MetaLearner, build_meta, save_meta
+from emoscope.models.stacked import StackedModel
+from emoscope.models.runtime import peak_gpu_mb, peak_rss_mb
+from emoscope.text import NormalizerConfig
+from emoscope.words import WordEncoder, pool_words, read_words, text_key
 from emoscope.thresholds import tune_thresholds
 
 Logger = Callable[[str], None]
-KIND = "stacked"
+KIND = StackedModel.kind
 
 
 class LeakageError(EmoScopeError):
     """An encoder was asked to embed a text it was fine-tuned on, in out-of-fold mode."""
-
-
-# --- shared words and sub-word → word pooling ----------------------------------------------------
-
-
-def shared_words(text: str, normalizer: NormalizerConfig, max_words: int) -> list[str]:
-    """The normalised, non-empty words of ``text`` every encoder of a stack reads, cut to ``max_words``.
-
-    A text with no word left (only diacritics or tatweel) reads as one unknown word.
-    """
-    _, normalised = prepare_words(text, normalizer)
-    words = [w for w in normalised if w][:max_words]
-    return words or [""]
-
-
-def text_key(words: Sequence[str]) -> str:
-    """Identity of a text as the encoders see it (two texts that normalise alike are one text)."""
-    return hashlib.sha256("\x1f".join(words).encode("utf-8")).hexdigest()[:32]
-
-
-class WordEncoder:
-    """Tokenise shared words for one encoder, keeping for each token the index of its word."""
-
-    def __init__(self, tokenizer: Any, normalizer: NormalizerConfig, max_length: int, max_words: int,
-                 prefix: str = ""):
-        if not getattr(tokenizer, "is_fast", False):
-            raise ConfigError("stacking needs a fast (Rust) tokenizer to map sub-words to words; "
-                              f"{type(tokenizer).__name__} is not one")
-        self.tokenizer = tokenizer
-        self.normalizer = normalizer
-        self.max_length = max_length
-        self.max_words = max_words
-        self.prefix_words = prefix.split()
-        self.unk = tokenizer.unk_token or "[UNK]"
-
-    def words(self, text: str) -> list[str]:
-        return shared_words(text, self.normalizer, self.max_words)
-
-    def encode(self, word_lists: Sequence[Sequence[str]]) -> list[tuple[list[int], list[int]]]:
-        """``(token ids, word index per token)`` per text; -1 marks special and prefix tokens."""
-        n_prefix = len(self.prefix_words)
-        inputs = [self.prefix_words + [w or self.unk for w in words] for words in word_lists]
-        encoded = self.tokenizer(inputs, is_split_into_words=True, truncation=True, max_length=self.max_length)
-        out = []
-        for i, ids in enumerate(encoded["input_ids"]):
-            index = [-1 if w is None or w < n_prefix else w - n_prefix for w in encoded.word_ids(i)]
-            out.append((list(ids), index))
-        return out
-
-    def pad(self, encoded: Sequence[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
-        width = max(len(ids) for ids, _ in encoded)
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(encoded), width), dtype=torch.long)
-        word_index = torch.full((len(encoded), width), -1, dtype=torch.long)
-        for row, (ids, index) in enumerate(encoded):
-            input_ids[row, : len(ids)] = torch.as_tensor(ids)
-            mask[row, : len(ids)] = 1
-            word_index[row, : len(index)] = torch.as_tensor(index)
-        return {"input_ids": input_ids, "attention_mask": mask, "word_index": word_index}
-
-
-def pool_words(hidden: torch.Tensor, word_index: torch.Tensor, n_words: int, mode: str = "mean") -> torch.Tensor:
-    """Sub-word vectors ``[B, T, H]`` → word vectors ``[B, n_words, H]``.
-
-    ``word_index [B, T]`` gives each token's word (-1: none). ``mean`` averages a word's
-    sub-words, ``first`` takes its first one. A word with no token (cut by the encoder's
-    ``max_length``) gets a zero vector. Differentiable, so attributions flow through it.
-    """
-    positions = torch.arange(n_words, device=hidden.device)
-    onehot = word_index.unsqueeze(1) == positions[None, :, None]  # [B, W, T]
-    if mode == "first":
-        onehot = onehot & (onehot.cumsum(-1) == 1)
-    elif mode != "mean":
-        raise ValueError(f"word pooling must be 'mean' or 'first', got {mode!r}")
-    weights = onehot.to(hidden.dtype)
-    weights = weights / weights.sum(-1, keepdim=True).clamp(min=1.0)
-    return weights @ hidden
-
-
-# --- the meta-learner ----------------------------------------------------------------------------
-
-
-class MetaLearner(nn.Module):
-    """Per-encoder LayerNorm → Bi-LSTM over words → pooling over words → dense → one logit per label.
-
-    With ``n_base > 0`` it also reads the logits of the ``n_base`` fine-tuned base classifiers
-    (stage 1's heads, classic stacking of predictions): the output is their per-label weighted sum
-    (weights start at ``1 / n_base``) plus the Bi-LSTM's correction, whose last layer starts at
-    zero, so training starts from the base classifiers' ensemble and learns what the stacked
-    word vectors add.
-    """
-
-    def __init__(self, input_sizes: Sequence[int], n_labels: int, hidden_size: int = 128, layers: int = 1,
-                 dropout: float = 0.3, input_dropout: float = 0.1, pooling: str = "attention", dense_size: int = 128,
-                 n_base: int = 0):
-        super().__init__()
-        self.n_base = int(n_base)
-        self.input_sizes = [int(x) for x in input_sizes]
-        self.pooling = pooling
-        self.norms = nn.ModuleList(nn.LayerNorm(d) for d in self.input_sizes)
-        self.input_dropout = nn.Dropout(input_dropout)
-        self.lstm = nn.LSTM(sum(self.input_sizes), hidden_size, num_layers=layers, batch_first=True,
-                            bidirectional=True, dropout=dropout if layers > 1 else 0.0)
-        self.attention = nn.Linear(2 * hidden_size, 1) if pooling == "attention" else None
-        self.dropout = nn.Dropout(dropout)
-        if dense_size:
-            self.dense: nn.Module = nn.Sequential(nn.Linear(2 * hidden_size, dense_size), nn.ReLU(), nn.Dropout(dropout))
-            self.out = nn.Linear(dense_size, n_labels)
-        else:
-            self.dense = nn.Identity()
-            self.out = nn.Linear(2 * hidden_size, n_labels)
-        if self.n_base:
-            self.base_weight = nn.Parameter(torch.full((self.n_base, n_labels), 1.0 / self.n_base))
-            nn.init.zeros_(self.out.weight)
-            nn.init.zeros_(self.out.bias)
-
-    @property
-    def n_labels(self) -> int:
-        return self.out.out_features
-
-    def forward(self, x: torch.Tensor, n_words: torch.Tensor, return_features: bool = False,
-                base: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """``x [B, W, sum(input_sizes)]``, ``n_words [B]`` (and ``base [B, n_base * L]``, the base
-        classifiers' logits, when ``n_base > 0``) → logits ``[B, L]`` (and the pooled vectors)."""
-        if self.n_base and (base is None or base.shape[-1] != self.n_base * self.n_labels):
-            got = "none" if base is None else f"{base.shape[-1]} values per text"
-            raise ValueError(f"this meta-learner reads the logits of {self.n_base} base classifiers "
-                             f"({self.n_base * self.n_labels} values per text); got {got}")
-        parts = torch.split(x.float(), self.input_sizes, dim=-1)
-        x = self.input_dropout(torch.cat([norm(p) for norm, p in zip(self.norms, parts)], dim=-1))
-        width = x.size(1)
-        lengths = n_words.clamp(min=1, max=width).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        out, _ = self.lstm(packed)
-        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=width)
-        mask = torch.arange(width, device=x.device)[None, :] < lengths.to(x.device)[:, None]
-        if self.pooling == "max":
-            pooled = out.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(1).values
-        elif self.pooling == "mean":
-            pooled = (out * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-        else:
-            scores = self.attention(out).squeeze(-1).masked_fill(~mask, float("-inf"))
-            pooled = (torch.softmax(scores, dim=1).unsqueeze(-1) * out).sum(1)
-        logits = self.out(self.dense(self.dropout(pooled)))
-        if self.n_base:
-            prior = base.float().view(-1, self.n_base, self.n_labels)
-            logits = logits + (prior * self.base_weight).sum(1)
-        return (logits, pooled) if return_features else logits
-
-
-def gradient_ready(meta: MetaLearner) -> MetaLearner:
-    """A copy of an inference meta-learner that computes the same function and can be
-    differentiated through on a GPU. cuDNN's LSTM backward refuses a module in eval mode
-    ("cudnn RNN backward can only be called in training mode"), so the copy's LSTM is in
-    training mode with its between-layer dropout set to 0 (the only thing training mode changes
-    in ``nn.LSTM``); everything else stays in eval mode. A copy, so that predictions running in
-    other threads on the shared model are never touched."""
-    import copy
-
-    ready = copy.deepcopy(meta).eval()
-    for p in ready.parameters():
-        p.requires_grad_(False)
-    ready.lstm.dropout = 0.0
-    ready.lstm.train()
-    return ready
-
-
-def build_meta(input_sizes: Sequence[int], n_labels: int, cfg: MetaConfig, n_base: int = 0) -> MetaLearner:
-    return MetaLearner(input_sizes, n_labels, hidden_size=cfg.hidden_size, layers=cfg.layers, dropout=cfg.dropout,
-                       input_dropout=cfg.input_dropout, pooling=cfg.pooling, dense_size=cfg.dense_size,
-                       n_base=n_base)
-
 
 
 # --- word embeddings: extraction and cache -------------------------------------------------------
@@ -293,23 +126,6 @@ class WordEmbeddings:
             raise ValueError("some texts were never embedded")
         offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
         return WordEmbeddings(np.concatenate(rows), offsets)
-
-
-def weights_fingerprint(module: nn.Module) -> str:
-    """A short fingerprint of a model's weights: names, shapes and a sample of every tensor.
-
-    Cheap (milliseconds for a 470 MB model) and different for any two fine-tuned or pretrained
-    encoders; it keys the embedding cache and tells a bundle's encoders apart.
-    """
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        flat = tensor.detach().reshape(-1)
-        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-        if flat.numel() > 12288:
-            stride = max(1, flat.numel() // 4096)
-            flat = torch.cat([flat[:4096], flat[-4096:], flat[::stride][:4096]])
-        digest.update(flat.float().cpu().numpy().tobytes())
-    return digest.hexdigest()[:24]
 
 
 @torch.inference_mode()
@@ -441,19 +257,17 @@ class BaseModel:
 
     def load(self) -> tuple[Any, nn.Module]:
         """``(tokenizer, encoder)``."""
-        if self.folder is None:
-            return load_encoder(self.source)
-        tokenizer, encoder, _ = self.load_with_head()
-        return tokenizer, encoder
+        return load_encoder(self.source if self.folder is None else str(self.folder / "encoder"))
 
-    def load_with_head(self) -> tuple[Any, nn.Module, nn.Module | None]:
-        """``(tokenizer, encoder, classifier head)``; the head is None for a pretrained encoder."""
+    def load_with_head(self, normalizer: NormalizerConfig, max_length: int, max_words: int,
+                       prefix: str) -> tuple[WordEncoder, nn.Module, nn.Module | None]:
+        """``(word encoder, encoder, classifier head)``; the head is None for a pretrained encoder."""
         if self.folder is None:
             tokenizer, encoder = load_encoder(self.source)
-            return tokenizer, encoder, None
+            return WordEncoder(tokenizer, normalizer, max_length, max_words, prefix), encoder, None
         n_labels = json.loads((self.folder / "info.json").read_text(encoding="utf-8"))["n_labels"]
-        model, tokenizer = EncoderClassifier.load(self.folder, n_labels=n_labels, pooling=self.pooling)
-        return tokenizer, model.encoder, model.head
+        model = EncoderClassifier.load(self.folder, n_labels, self.pooling, normalizer, max_length, prefix, max_words)
+        return model.word_encoder, model.encoder, model.head
 
 
 def _source_stamp(source: str) -> str | None:
@@ -547,7 +361,7 @@ def _finetune(config: RunConfig, enc_index: int, role: str, train_ds: Dataset, v
               eval_ds: Dataset | None, keys: Sequence[str], root: Path, log: Logger, progress: bool,
               device: torch.device) -> BaseModel:
     """Fine-tune (or reuse a finished) stage-1 model on ``train_ds``, in ``root / role``."""
-    from emoscope.training import fit_classifier, peak_gpu_mb, peak_rss_mb, predict_probs
+    from emoscope.training import fit_classifier
 
     enc_cfg = config.encoders[enc_index]
     name = enc_cfg.label
@@ -566,10 +380,9 @@ def _finetune(config: RunConfig, enc_index: int, role: str, train_ds: Dataset, v
                          progress=progress, log=lambda m: log(f"    {m}"), device=device)
     probs = {"validation": fit.val_probs}
     if eval_ds is not None and role == "full":
-        ids = fit.text_encoder.token_ids(eval_ds.texts)
-        probs["eval"] = predict_probs(fit.model, fit.text_encoder, ids, config.training.eval_batch_size, device)
+        probs["eval"] = fit.model.predict_proba(eval_ds.texts)
     with atomic_directory(folder) as tmp:
-        fit.model.cpu().save(tmp, fit.tokenizer)
+        fit.model.cpu().save(tmp)
         from safetensors.numpy import save_file
 
         save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in probs.items()}, str(tmp / "probs.safetensors"))
@@ -637,15 +450,13 @@ def embeddings_cache(config: RunConfig) -> EmbeddingCache:
 def prepare_stack(config: RunConfig, data: Any, *, work: Path | None = None, progress: bool = True,
                   log: Logger = print, naive_too: bool = False) -> StackData:
     """Stages 1 and 2: fine-tune (or reuse) the base encoders and embed every split."""
-    from emoscope.training import peak_rss_mb
-
     stack = config.stack
     device = pick_device(config.training.device)
     train_ds, val_ds, eval_ds = data.train, data.validation, data.eval
     work = work or work_folder(config)
     cache = embeddings_cache(config)
     normalizer = config.text
-    words = {split: [shared_words(t, normalizer, stack.max_words) for t in ds.texts]
+    words = {split: [read_words(t, normalizer, stack.max_words).model_words for t in ds.texts]
              for split, ds in (("train", train_ds), ("validation", val_ds), ("eval", eval_ds)) if ds is not None}
     keys = {split: [text_key(w) for w in ws] for split, ws in words.items()}
     oof = stack.folds > 1
@@ -717,8 +528,8 @@ def prepare_stack(config: RunConfig, data: Any, *, work: Path | None = None, pro
             def ensure_loaded(_loaded=loaded, _model=model) -> tuple[WordEncoder, nn.Module, nn.Module | None]:
                 """This model's word encoder, encoder and head, loaded once for all its jobs."""
                 if "model" not in _loaded:
-                    tokenizer, encoder, head = _model.load_with_head()
-                    we = WordEncoder(tokenizer, normalizer, enc_cfg.max_length, stack.max_words, text_prefix(enc_cfg.source))
+                    we, encoder, head = _model.load_with_head(normalizer, enc_cfg.max_length, stack.max_words,
+                                                              text_prefix(enc_cfg.source))
                     _loaded["model"] = (we, encoder.to(device), None if head is None else head.to(device).eval())
                 return _loaded["model"]
 
@@ -909,185 +720,12 @@ def fit_meta(meta_cfg: MetaConfig, loss_cfg: LossConfig, thresholds_cfg: Thresho
     return MetaFit(meta.cpu(), history, best[1], probs, thresholds, seconds)
 
 
-# --- the whole model at inference time -----------------------------------------------------------
-
-
-class StackedModel(nn.Module):
-    """K encoders + word pooling + meta-learner, text in, logits out (differentiable end to end)."""
-
-    def __init__(self, encoders: Sequence[nn.Module], word_encoders: Sequence[WordEncoder], meta: MetaLearner,
-                 word_pooling: str = "mean", names: Sequence[str] = (),
-                 heads: Sequence[tuple[nn.Module, str] | None] | None = None):
-        """``heads``: per encoder, its stage-1 classifier head and token pooling, or None; the
-        meta-learner reads the logits of the encoders that have one (``meta.n_base`` of them)."""
-        super().__init__()
-        self.encoders = nn.ModuleList(encoders)
-        self.word_encoders = list(word_encoders)
-        self.meta = meta
-        self.word_pooling = word_pooling
-        self.names = list(names) or [f"encoder{i}" for i in range(len(encoders))]
-        heads = list(heads) if heads is not None else [None] * len(encoders)
-        self.heads = nn.ModuleList(h[0] if h is not None else nn.Identity() for h in heads)
-        self.head_pooling = [h[1] if h is not None else None for h in heads]
-        if sum(h is not None for h in heads) != meta.n_base:
-            raise ValueError(f"the meta-learner reads {meta.n_base} base classifiers; {sum(h is not None for h in heads)} heads given")
-
-    @property
-    def n_labels(self) -> int:
-        return self.meta.n_labels
-
-    def encode(self, texts: Sequence[str]) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
-        """Tokenised batch per encoder and the word count per text."""
-        return self.encode_words([self.word_encoders[0].words(t) for t in texts])
-
-    def encode_words(self, word_lists: Sequence[Sequence[str]]) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
-        batches = [we.pad(we.encode(word_lists)) for we in self.word_encoders]
-        return batches, torch.as_tensor([len(w) for w in word_lists])
-
-    def forward(self, batches: Sequence[dict[str, torch.Tensor]], n_words: torch.Tensor,
-                return_features: bool = False, inputs_embeds: Sequence[torch.Tensor | None] | None = None,
-                meta: MetaLearner | None = None):
-        """Logits ``[B, L]``. Only the encoders run under the caller's autocast: word pooling,
-        the base heads and the meta-learner run in fp32, exactly as in stages 2 and 3, where the
-        word vectors were pooled in fp32 and the meta-learner trained and tuned its thresholds
-        in fp32. ``meta``: another copy of the meta-learner to read the words with (explanations
-        use one whose LSTM can be differentiated through on a GPU, see ``gradient_ready``)."""
-        width = int(n_words.max())
-        parts, base = [], []
-        for k, (encoder, batch) in enumerate(zip(self.encoders, batches)):
-            embeds = inputs_embeds[k] if inputs_embeds is not None else None
-            inputs = {"inputs_embeds": embeds} if embeds is not None else {"input_ids": batch["input_ids"]}
-            hidden = encoder(attention_mask=batch["attention_mask"], **inputs).last_hidden_state
-            with torch.autocast(hidden.device.type, enabled=False):
-                parts.append(pool_words(hidden.float(), batch["word_index"], width, self.word_pooling))
-                if self.head_pooling[k] is not None:
-                    base.append(self.heads[k](pool_tokens(hidden.float(), batch["attention_mask"], self.head_pooling[k])))
-        with torch.autocast(parts[0].device.type, enabled=False):
-            return (meta or self.meta)(torch.cat(parts, dim=-1), n_words, return_features=return_features,
-                                       base=torch.cat(base, dim=-1) if base else None)
-
-    @torch.inference_mode()
-    def predict_proba(self, texts: Sequence[str], batch_size: int, device: torch.device,
-                      precision: str | None = None) -> np.ndarray:
-        if self.training:
-            self.eval()
-        out = np.zeros((len(texts), self.n_labels), dtype=np.float32)
-        if not texts:
-            return out
-        word_lists = [self.word_encoders[0].words(t) for t in texts]  # once per text: sorting and encoding share them
-        order = np.argsort([len(w) for w in word_lists], kind="stable")
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            batches, n_words = self.encode_words([word_lists[i] for i in idx])
-            batches = [{k: v.to(device) for k, v in b.items()} for b in batches]
-            with autocast_context(device, precision):
-                logits = self(batches, n_words.to(device))
-            out[idx] = torch.sigmoid(logits.float()).cpu().numpy()
-        return out
-
-
-def save_meta(meta: MetaLearner, path: Path, labels: Sequence[str], fingerprints: Sequence[str],
-              base_encoders: Sequence[int] = ()) -> None:
-    """``base_encoders``: indices of the encoders whose classifier logits the meta-learner reads."""
-    from safetensors.torch import save_file
-
-    save_file({k: v.detach().cpu().contiguous() for k, v in meta.state_dict().items()}, str(path),
-              metadata={"labels": json.dumps(list(labels), ensure_ascii=False),
-                        "encoder_fingerprints": json.dumps(list(fingerprints)),
-                        "input_sizes": json.dumps(meta.input_sizes),
-                        "base_encoders": json.dumps([int(i) for i in base_encoders])})
-
-
-def load_stacked(folder: Path, manifest: dict[str, Any]) -> StackedModel:
-    """Load a stacked bundle's model, refusing encoders or labels that no longer match the meta-learner."""
-    from safetensors import SafetensorError, safe_open
-
-    spec = manifest["model"]
-    labels = list(manifest["labels"])
-    root = folder / spec["path"]
-    entries = spec.get("encoders") or []
-    meta_path = root / "meta.safetensors"
-    try:
-        with safe_open(str(meta_path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except (OSError, SafetensorError) as exc:
-        raise BundleError(f"cannot read the meta-learner {meta_path}: {exc}") from exc
-    meta_labels = json.loads(metadata.get("labels", "null"))
-    if meta_labels != labels:
-        raise BundleError(f"{folder}: the label list in manifest.json ({', '.join(labels)}) does not match the "
-                          f"labels the meta-learner was trained on ({', '.join(meta_labels or [])}); the bundle was edited")
-    fingerprints = json.loads(metadata.get("encoder_fingerprints", "[]"))
-    input_sizes = json.loads(metadata.get("input_sizes", "[]"))
-    if len(fingerprints) != len(entries) or len(input_sizes) != len(entries):
-        raise BundleError(f"{folder}: the manifest lists {len(entries)} encoders but the meta-learner was trained on "
-                          f"{len(fingerprints)}")
-    base_encoders = json.loads(metadata.get("base_encoders", "[]"))
-    if any(not isinstance(i, int) or not 0 <= i < len(entries) for i in base_encoders):
-        raise BundleError(f"{meta_path}: base_encoders {base_encoders} do not name encoders of this bundle")
-    normalizer = NormalizerConfig.from_dict(manifest.get("text", {}))
-    encoders, word_encoders, heads = [], [], []
-    for k, entry in enumerate(entries):
-        path = root / entry["path"]
-        try:
-            tokenizer, encoder = load_encoder(str(path))
-        except EmoScopeError as exc:
-            raise BundleError(f"{folder}: encoder {k} ({entry.get('name')}): {exc}") from exc
-        if weights_fingerprint(encoder) != fingerprints[k]:
-            raise BundleError(f"{folder}: encoder {k} ({entry.get('name')}) in {entry['path']} is not the encoder the "
-                              "meta-learner was trained on (its weights differ): the encoders were swapped or replaced")
-        if encoder.config.hidden_size != input_sizes[k]:
-            raise BundleError(f"{folder}: encoder {k} gives {encoder.config.hidden_size}-d vectors, the meta-learner "
-                              f"expects {input_sizes[k]}")
-        encoder.eval()
-        encoders.append(encoder)
-        word_encoders.append(WordEncoder(tokenizer, normalizer, entry["max_length"], spec["max_words"],
-                                         entry.get("text_prefix", "")))
-        heads.append(_load_head(folder, path, entry, input_sizes[k], len(labels)) if k in base_encoders else None)
-    meta = build_meta(input_sizes, len(labels), MetaConfig(**{k: v for k, v in spec["meta"].items()
-                                                                if k in {f.name for f in dataclasses.fields(MetaConfig)}}),
-                      n_base=len(base_encoders))
-    try:
-        meta.load_state_dict(state)
-    except RuntimeError as exc:
-        raise BundleError(f"{meta_path}: weights do not fit the meta-learner described in the manifest "
-                          f"({str(exc).splitlines()[0]})") from exc
-    meta.eval()
-    return StackedModel(encoders, word_encoders, meta, spec.get("word_pooling", "mean"),
-                        [e.get("name", f"encoder{i}") for i, e in enumerate(entries)], heads)
-
-
-def _load_head(bundle: Path, encoder_dir: Path, entry: dict[str, Any], hidden: int, n_labels: int) -> tuple[nn.Module, str]:
-    """An encoder's stage-1 classifier head (``head.safetensors`` next to it) and its pooling."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = encoder_dir / "head.safetensors"
-    try:
-        state = load_file(str(path))
-    except (OSError, SafetensorError) as exc:
-        raise BundleError(f"{bundle}: the meta-learner reads the classifier of encoder {entry.get('name')}, but its "
-                          f"head {path} cannot be read: {exc}") from exc
-    head = nn.Linear(hidden, n_labels)
-    found = {k: tuple(v.shape) for k, v in state.items()}
-    expected = {k: tuple(v.shape) for k, v in head.state_dict().items()}
-    if found != expected:
-        raise BundleError(f"{path}: head shapes {found} do not match a {hidden}-d encoder and {n_labels} labels")
-    head.load_state_dict(state)
-    pooling = entry.get("pooling", "mean")
-    if pooling not in ("mean", "cls"):
-        raise BundleError(f"{bundle}: encoder {entry.get('name')} has an unknown pooling '{pooling}'")
-    return head.eval(), pooling
-
-
 # --- the whole recipe ----------------------------------------------------------------------------
 
 
 def train_stack(config: RunConfig, output: str | Path, *, overwrite: bool = False, progress: bool = True,
                 log: Logger = print, work: Path | None = None) -> Path:
     """Run a stacked recipe end to end (stages 1–3) and write the bundle to ``output``."""
-    from emoscope.training import peak_gpu_mb, peak_rss_mb
-
     output = Path(output)
     if output.exists() and not overwrite:
         raise ConfigError(f"{output} already exists; choose another --output or pass --overwrite")
@@ -1142,29 +780,19 @@ def train_stack(config: RunConfig, output: str | Path, *, overwrite: bool = Fals
                   [k for k, e in enumerate(entries) if e["head"]])
 
     seconds = time.perf_counter() - started
-    manifest = {
-        "name": config.name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "labels": list(labels),
-        "languages": data.languages,
-        "thresholds": [float(x) for x in fit.thresholds],
-        "model": {"kind": KIND, "path": "model", "n_labels": len(labels), "max_words": config.stack.max_words,
-                  "word_pooling": config.stack.word_pooling, "folds": config.stack.folds,
-                  "meta": {**dataclasses.asdict(config.meta), "input_sizes": stacked.input_sizes},
-                  "encoders": entries},
-        "text": config.text.to_dict(),
-        "config": config.to_dict(),
-        "data": data_summary(data),
-        "metrics": results,
-        "training": {"best_epoch": fit.best_epoch, "epochs_run": len(fit.history), "seconds": round(seconds, 1),
-                     "stages": {"finetune_seconds": round(stacked.stage_seconds["finetune"], 1),
-                                "embed_seconds": round(stacked.stage_seconds["embed"], 1),
-                                "meta_seconds": round(fit.seconds, 1),
-                                "peak_rss_mb_after": {**{k: round(v, 1) for k, v in stacked.stage_peak_rss_mb.items()},
-                                                      "meta": round(peak_rss_mb(), 1)}},
-                     "peak_rss_mb": round(peak_rss_mb(), 1), **peak_gpu_mb(device), "device": str(device),
-                     "precision": default_precision(device), "torch_threads": torch.get_num_threads()},
-    }
+    model_spec = ModelSpec(kind=KIND, path="model", n_labels=len(labels), max_words=config.stack.max_words,
+                           word_pooling=config.stack.word_pooling, folds=config.stack.folds,
+                           meta={**dataclasses.asdict(config.meta), "input_sizes": stacked.input_sizes},
+                           encoders=[EncoderEntry(**e) for e in entries])
+    training = {"best_epoch": fit.best_epoch, "epochs_run": len(fit.history), "seconds": round(seconds, 1),
+                "stages": {"finetune_seconds": round(stacked.stage_seconds["finetune"], 1),
+                           "embed_seconds": round(stacked.stage_seconds["embed"], 1),
+                           "meta_seconds": round(fit.seconds, 1),
+                           "peak_rss_mb_after": {**{k: round(v, 1) for k, v in stacked.stage_peak_rss_mb.items()},
+                                                 "meta": round(peak_rss_mb(), 1)}},
+                "peak_rss_mb": round(peak_rss_mb(), 1), **peak_gpu_mb(device), "device": str(device),
+                "precision": default_precision(device), "torch_threads": torch.get_num_threads()}
+    manifest = build_manifest(config, data, fit.thresholds, model_spec, results, training)
     validation = bundle_io.ValidationData(texts=list(val_ds.texts), labels=val_ds.labels, probs=fit.val_probs,
                                           ids=list(val_ds.ids), mask=val_ds.label_mask)
     path = bundle_io.save_bundle(output, manifest, write_model, validation=validation, log=fit.history,

@@ -12,11 +12,9 @@ from __future__ import annotations
 import math
 import platform
 import random
-import resource
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +23,17 @@ import torch
 from tqdm.auto import tqdm
 
 from emoscope import bundle as bundle_io
+from emoscope.bundle import ValidationData
 from emoscope.config import EncoderConfig, LossConfig, RunConfig
-from emoscope.data import Dataset, data_summary, load_training_data
+from emoscope.data import Dataset, load_training_data
 from emoscope.encoders import SOURCES, load_encoder, text_prefix
 from emoscope.errors import ConfigError, DataError
 from emoscope.losses import build_loss, class_frequencies, per_class_bce
 from emoscope.metrics import compute_metrics
-from emoscope.models import (EncoderClassifier, TextEncoder, autocast_context, default_precision, pick_device,
-                             predict_probs)
+from emoscope.manifest import EncoderEntry, ModelSpec, build_manifest
+from emoscope.models import EncoderClassifier, Runtime, autocast_context, default_precision, pick_device
+from emoscope.models.runtime import peak_gpu_mb, peak_rss_mb
+from emoscope.words import WordEncoder
 from emoscope.thresholds import tune_thresholds
 
 Logger = Callable[[str], None]
@@ -42,19 +43,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def peak_gpu_mb(device: torch.device) -> dict[str, float]:
-    """``{"peak_gpu_mb": …}``, the most GPU memory torch allocated in this process, on a GPU; ``{}`` on CPU
-    (RSS counts only host memory, so a GPU run's model and activations would not show in it)."""
-    if device.type != "cuda":
-        return {}
-    return {"peak_gpu_mb": round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1)}
 
 
 def length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator,
@@ -136,8 +124,6 @@ class FitResult:
     """A fine-tuned single-encoder classifier (best epoch restored) and how it got there."""
 
     model: EncoderClassifier
-    tokenizer: Any
-    text_encoder: TextEncoder
     history: list[dict[str, Any]]
     best_epoch: int
     val_probs: np.ndarray
@@ -162,21 +148,22 @@ def fit_classifier(config: RunConfig, enc_cfg: EncoderConfig, train_ds: Dataset,
         raise DataError(f"the validation set {val_ds.name} has no positive labels; early stopping and thresholds need some")
 
     tokenizer, encoder = load_encoder(enc_cfg.source)
-    model = EncoderClassifier(encoder, n_labels=len(labels), pooling=enc_cfg.pooling, dropout=enc_cfg.dropout)
+    word_encoder = WordEncoder(tokenizer, config.text, enc_cfg.max_length, prefix=text_prefix(enc_cfg.source))
+    model = EncoderClassifier(encoder, word_encoder, n_labels=len(labels), pooling=enc_cfg.pooling,
+                              dropout=enc_cfg.dropout, name=enc_cfg.label)
     if not enc_cfg.fine_tune:
         model.encoder.requires_grad_(False)
         log("[model] encoder frozen: only the head trains")
     elif enc_cfg.freeze_embeddings:
         frozen = model.freeze_word_embeddings()
         log(f"[model] word embeddings frozen ({frozen / 1e6:.1f}M parameters)")
-    model.to(device)
-    text_encoder = TextEncoder(tokenizer, config.text, enc_cfg.max_length, prefix=text_prefix(enc_cfg.source))
+    model.place(Runtime(device, None, t.eval_batch_size))
 
     t0 = time.perf_counter()
-    train_ids = text_encoder.token_ids(train_ds.texts)
-    val_ids = text_encoder.token_ids(val_ds.texts)
-    truncated = sum(len(x) >= enc_cfg.max_length for x in train_ids)
-    log(f"[tokenise] {time.perf_counter() - t0:.1f}s; mean length {np.mean([len(x) for x in train_ids]):.1f} tokens; "
+    train_ids = word_encoder.encode_texts(train_ds.texts)
+    val_ids = word_encoder.encode_texts(val_ds.texts)
+    truncated = sum(len(ids) >= enc_cfg.max_length for ids, _ in train_ids)
+    log(f"[tokenise] {time.perf_counter() - t0:.1f}s; mean length {np.mean([len(ids) for ids, _ in train_ids]):.1f} tokens; "
         f"{truncated} training texts truncated at {enc_cfg.max_length}")
 
     loss_fn = build_loss(loss.name, train_ds.labels, train_ds.label_mask, **loss_options(loss)).to(device)
@@ -191,7 +178,7 @@ def fit_classifier(config: RunConfig, enc_cfg: EncoderConfig, train_ds: Dataset,
     targets_all = torch.as_tensor(train_ds.labels, dtype=torch.float32)
     # True = annotated; None when every dataset annotates every label (nothing to mask).
     mask_all = None if train_ds.label_mask is None else torch.as_tensor(train_ds.label_mask, dtype=torch.bool)
-    lengths = [len(x) for x in train_ids]
+    lengths = [len(ids) for ids, _ in train_ids]
 
     frozen_names = {n for n, p in model.named_parameters() if not p.requires_grad}
     history: list[dict[str, Any]] = []
@@ -206,11 +193,11 @@ def fit_classifier(config: RunConfig, enc_cfg: EncoderConfig, train_ds: Dataset,
         loss_sum, class_loss_sum, seen = 0.0, torch.zeros(len(labels)), 0
         bar = tqdm(batches, desc=f"epoch {epoch}/{t.epochs}", disable=not progress, leave=False, unit="batch")
         for idx in bar:
-            batch = {k: v.to(device) for k, v in text_encoder.pad([train_ids[i] for i in idx]).items()}
+            batch = model.to_device([word_encoder.pad([train_ids[i] for i in idx])])
             targets = targets_all[idx].to(device)
             mask = None if mask_all is None else mask_all[idx].to(device)
             with autocast_context(device):
-                logits, features = model(**batch, return_features=True)
+                logits, features = model(batch, return_features=True)
             loss = loss_fn(logits.float(), targets, mask=mask, features=features.float())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -223,7 +210,7 @@ def fit_classifier(config: RunConfig, enc_cfg: EncoderConfig, train_ds: Dataset,
             seen += len(idx)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
         bar.close()
-        val_probs = predict_probs(model, text_encoder, val_ids, t.eval_batch_size, device)
+        val_probs = model.probs_of_encoded(val_ids)
         thresholds = choose_thresholds(config, val_ds.labels, val_probs, val_ds.label_mask)
         metrics = compute_metrics(val_ds.labels, val_probs, thresholds, label_names=labels, label_mask=val_ds.label_mask)
         row = {
@@ -253,9 +240,9 @@ def fit_classifier(config: RunConfig, enc_cfg: EncoderConfig, train_ds: Dataset,
 
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)
-    val_probs = predict_probs(model, text_encoder, val_ids, t.eval_batch_size, device)
+    val_probs = model.probs_of_encoded(val_ids)
     thresholds = choose_thresholds(config, val_ds.labels, val_probs, val_ds.label_mask)
-    return FitResult(model=model, tokenizer=tokenizer, text_encoder=text_encoder, history=history,
+    return FitResult(model=model, history=history,
                      best_epoch=best_epoch, val_probs=val_probs, thresholds=thresholds)
 
 
@@ -283,51 +270,33 @@ def train(config: RunConfig, output: str | Path, *, overwrite: bool = False, pro
     log(f"[data] train {len(train_ds)} ({train_ds.name}), validation {len(val_ds)} ({val_ds.name})"
         + (f", eval {len(data.eval)} ({data.eval.name})" if data.eval else "") + f"; labels: {', '.join(labels)}")
     fit = fit_classifier(config, enc_cfg, train_ds, val_ds, progress=progress, log=log, device=device)
-    model, tokenizer, text_encoder = fit.model, fit.tokenizer, fit.text_encoder
-    encoder, history, best_epoch = model.encoder, fit.history, fit.best_epoch
+    model = fit.model
+    history, best_epoch = fit.history, fit.best_epoch
     val_probs, thresholds = fit.val_probs, fit.thresholds
     results = {"validation": compute_metrics(val_ds.labels, val_probs, thresholds, label_names=labels,
                                              label_mask=val_ds.label_mask)}
     if data.eval is not None:
-        eval_probs = predict_probs(model, text_encoder, text_encoder.token_ids(data.eval.texts), t.eval_batch_size, device)
+        eval_probs = model.predict_proba(data.eval.texts)
         results["eval"] = {"data": data.eval.name,
                            **compute_metrics(data.eval.labels, eval_probs, thresholds, label_names=labels,
                                              label_mask=data.eval.label_mask)}
         log(f"[eval] {data.eval.name}: macro-F1 {results['eval']['macro_f1']:.4f} micro-F1 {results['eval']['micro_f1']:.4f}")
     seconds = time.perf_counter() - started
-
-    manifest = {
-        "name": config.name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "labels": list(labels),
-        "languages": data.languages,
-        "thresholds": [float(x) for x in thresholds],
-        "model": {
-            "kind": "encoder-classifier",
-            "path": "model",
-            "pooling": enc_cfg.pooling,
-            "max_length": enc_cfg.max_length,
-            "n_labels": len(labels),
-            "encoders": [{"source": enc_cfg.source,
-                          "offline_source": enc_cfg.source in SOURCES,
-                          "text_prefix": text_prefix(enc_cfg.source),
-                          "model_type": encoder.config.model_type,
-                          "hidden_size": encoder.config.hidden_size}],
-        },
-        "text": config.text.to_dict(),
-        "config": config.to_dict(),
-        "data": data_summary(data),
-        "metrics": results,
-        "training": {"best_epoch": best_epoch, "epochs_run": len(history), "seconds": round(seconds, 1),
-                     "peak_rss_mb": round(peak_rss_mb(), 1), **peak_gpu_mb(device), "device": str(device),
-                     "precision": default_precision(device),
-                     "torch_threads": torch.get_num_threads(), "platform": platform.platform()},
-    }
-    from emoscope.bundle import ValidationData
-
+    encoder = model.encoder
+    model_spec = ModelSpec(kind=EncoderClassifier.kind, path="model", pooling=enc_cfg.pooling,
+                           max_length=enc_cfg.max_length, n_labels=len(labels),
+                           encoders=[EncoderEntry(source=enc_cfg.source, offline_source=enc_cfg.source in SOURCES,
+                                                  text_prefix=text_prefix(enc_cfg.source),
+                                                  model_type=encoder.config.model_type,
+                                                  hidden_size=encoder.config.hidden_size)])
+    training = {"best_epoch": best_epoch, "epochs_run": len(history), "seconds": round(seconds, 1),
+                "peak_rss_mb": round(peak_rss_mb(), 1), **peak_gpu_mb(device), "device": str(device),
+                "precision": default_precision(device),
+                "torch_threads": torch.get_num_threads(), "platform": platform.platform()}
+    manifest = build_manifest(config, data, thresholds, model_spec, results, training)
     validation = ValidationData(texts=list(val_ds.texts), labels=val_ds.labels, probs=val_probs, ids=list(val_ds.ids),
                                 mask=val_ds.label_mask)
-    path = bundle_io.save_bundle(output, manifest, lambda folder: model.cpu().save(folder, tokenizer),
+    path = bundle_io.save_bundle(output, manifest, lambda folder: model.cpu().save(folder),
                                  validation=validation, log=history, overwrite=overwrite)
     log(f"[done] {path} in {seconds:.0f}s; validation macro-F1 {results['validation']['macro_f1']:.4f} "
         f"(best epoch {best_epoch}); peak RSS {peak_rss_mb():.0f} MiB")

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from emoscope.bundle import FORMAT_VERSION, find_bundles, read_manifest, save_bundle, update_thresholds
+from emoscope.manifest import EncoderEntry, Manifest, ModelSpec
 from emoscope.errors import BundleError
 from emoscope.predict import Predictor
 
@@ -18,12 +19,12 @@ def bundle_copy(tiny_bundle, tmp_path):
 
 def test_manifest_describes_the_model(tiny_bundle):
     m = read_manifest(tiny_bundle)
-    assert m["format"] == "emoscope-bundle" and m["format_version"] == FORMAT_VERSION
-    assert m["model"]["encoders"][0]["source"].endswith("bert")
-    assert {"torch", "transformers"} <= set(m["library_versions"])
-    assert len(m["thresholds"]) == len(m["labels"])
-    assert m["data"]["train_fingerprint"]
-    assert "model/head.safetensors" in m["files"] and "model/encoder/model.safetensors" in m["files"]
+    assert m.format == "emoscope-bundle" and m.format_version == FORMAT_VERSION
+    assert m.model.encoders[0].source.endswith("bert")
+    assert {"torch", "transformers"} <= set(m.library_versions)
+    assert len(m.thresholds) == len(m.labels)
+    assert m.data["train_fingerprint"]
+    assert "model/head.safetensors" in m.files and "model/encoder/model.safetensors" in m.files
     # No pickle anywhere in a bundle.
     assert not [p for p in tiny_bundle.rglob("*") if p.suffix in (".bin", ".pt", ".pkl", ".pickle")]
 
@@ -106,6 +107,32 @@ def test_file_entry_outside_bundle_is_refused(bundle_copy):
         read_manifest(bundle_copy)
 
 
+TINY_MANIFEST = Manifest(labels=["a"], thresholds=[0.5],
+                         model=ModelSpec(kind="encoder-classifier", n_labels=1, encoders=[EncoderEntry(source="x")]))
+
+
+def test_manifest_round_trips_and_keeps_what_it_does_not_know(tiny_bundle):
+    raw = json.loads((tiny_bundle / "manifest.json").read_text(encoding="utf-8"))
+    assert Manifest.from_dict(raw).to_dict() == raw
+    raw["written_by_a_newer_version"] = {"x": 1}
+    raw["model"]["encoders"][0]["adapter"] = "lora"
+    assert Manifest.from_dict(raw).to_dict() == raw
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m.update(labels="anger"), "labels"),
+    (lambda m: m["model"].update(n_labels=99), "the model has 99"),
+    (lambda m: m["model"].update(encoders=[]), "no encoders"),
+    (lambda m: m["model"].pop("kind"), "kind"),
+    (lambda m: m["model"].update(encoders=["x"]), "must be a JSON object"),
+])
+def test_a_malformed_manifest_is_refused_by_name(tiny_bundle, edit, message):
+    raw = json.loads((tiny_bundle / "manifest.json").read_text(encoding="utf-8"))
+    edit(raw)
+    with pytest.raises(BundleError, match=message):
+        Manifest.from_dict(raw)
+
+
 def test_interrupted_save_leaves_nothing_that_looks_whole(tmp_path):
     def crash(folder):
         folder.mkdir()
@@ -113,7 +140,7 @@ def test_interrupted_save_leaves_nothing_that_looks_whole(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        save_bundle(tmp_path / "b", {"labels": ["a"], "thresholds": [0.5], "model": {}}, crash)
+        save_bundle(tmp_path / "b", TINY_MANIFEST, crash)
     assert list(tmp_path.iterdir()) == []
     assert find_bundles(tmp_path) == []
 
@@ -125,14 +152,14 @@ def test_overwrite_replaces_only_when_complete(bundle_copy):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        save_bundle(bundle_copy, {"labels": ["a"], "thresholds": [0.5], "model": {}}, crash, overwrite=True)
+        save_bundle(bundle_copy, TINY_MANIFEST, crash, overwrite=True)
     assert (bundle_copy / "manifest.json").read_text() == before
     with pytest.raises(BundleError, match="already exists"):
-        save_bundle(bundle_copy, {"labels": ["a"], "thresholds": [0.5], "model": {}}, lambda f: f.mkdir())
+        save_bundle(bundle_copy, TINY_MANIFEST, lambda f: f.mkdir())
 
 
 def test_update_thresholds_round_trip(bundle_copy):
-    n = len(read_manifest(bundle_copy)["labels"])
+    n = len(read_manifest(bundle_copy).labels)
     update_thresholds(bundle_copy, [0.3] * n)
     np.testing.assert_allclose(Predictor(bundle_copy).thresholds, [0.3] * n)
     with pytest.raises(BundleError, match="one threshold"):

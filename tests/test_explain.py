@@ -38,8 +38,10 @@ def build_cue_bundle(folder: Path, tiny_encoder: Path) -> Path:
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from emoscope import bundle as bundle_io
+    from emoscope.manifest import EncoderEntry, Manifest, ModelSpec
     from emoscope.models import EncoderClassifier
     from emoscope.text import NormalizerConfig
+    from emoscope.words import WordEncoder
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_encoder)
     cue_ids = tokenizer(CUE, add_special_tokens=False)["input_ids"]
@@ -63,19 +65,19 @@ def build_cue_bundle(folder: Path, tiny_encoder: Path) -> Path:
         attention.self.key.weight[0, 0] = 10.0
         attention.self.value.weight.copy_(torch.eye(hidden))
         attention.output.dense.weight.copy_(torch.eye(hidden))
-    model = EncoderClassifier(encoder, n_labels=len(LABELS), pooling="mean", dropout=0.0)
+    model = EncoderClassifier(encoder, WordEncoder(tokenizer, NormalizerConfig(), 32), n_labels=len(LABELS),
+                              pooling="mean", dropout=0.0)
     with torch.no_grad():
         model.head.weight.zero_()
         model.head.bias.fill_(-2.0)
         model.head.weight[0, 0] = 3.0
-    manifest = {
-        "name": "cue", "labels": LABELS, "languages": ["en"], "thresholds": [0.5] * len(LABELS),
-        "model": {"kind": "encoder-classifier", "path": "model", "pooling": "mean", "max_length": 32,
-                  "n_labels": len(LABELS), "encoders": [{"source": "cue-bert", "text_prefix": "", "model_type": "bert",
-                                                         "hidden_size": hidden}]},
-        "text": NormalizerConfig().to_dict(),
-    }
-    return bundle_io.save_bundle(folder, manifest, lambda f: model.save(f, tokenizer))
+    manifest = Manifest(
+        name="cue", labels=LABELS, languages=["en"], thresholds=[0.5] * len(LABELS),
+        model=ModelSpec(kind="encoder-classifier", path="model", pooling="mean", max_length=32, n_labels=len(LABELS),
+                        encoders=[EncoderEntry(source="cue-bert", text_prefix="", model_type="bert", hidden_size=hidden)]),
+        text=NormalizerConfig().to_dict(),
+    )
+    return bundle_io.save_bundle(folder, manifest, model.save)
 
 
 @pytest.fixture(scope="module")

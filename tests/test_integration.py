@@ -43,9 +43,9 @@ def smoke_bundle(tmp_path_factory):
 @needs_data
 def test_smoke_recipe_trains_a_minilm_bundle(smoke_bundle):
     manifest = json.loads((smoke_bundle / "manifest.json").read_text())
-    assert manifest["model"]["encoders"][0]["source"] == "minilm-l6"
-    assert manifest["labels"] == ["anger", "fear", "joy", "sadness", "surprise"]
-    assert manifest["data"]["n_train"] == 48
+    assert manifest.model.encoders[0].source == "minilm-l6"
+    assert manifest.labels == ["anger", "fear", "joy", "sadness", "surprise"]
+    assert manifest.data["n_train"] == 48
     assert (smoke_bundle / "model" / "encoder" / "model.safetensors").stat().st_size > 80e6
 
 
@@ -74,7 +74,8 @@ def test_predictor_matches_a_plain_forward_pass_of_its_encoder(smoke_bundle):
     predictor = Predictor(smoke_bundle)
     texts = ["What a wonderful surprise!", "I can't stop crying."]
     enc = AutoModel.from_pretrained(smoke_bundle / "model" / "encoder", add_pooling_layer=False).eval()
-    batch = predictor.text_encoder(texts)
+    batch = {k: v for k, v in predictor.model.word_encoder.pad(predictor.model.word_encoder.encode_texts(texts)).items()
+             if k != "word_index"}
     with torch.inference_mode():
         hidden = enc(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).float()
@@ -132,9 +133,9 @@ def test_smoke_stack_recipe_trains_predicts_and_reruns_from_the_cache(tmp_path):
                            "--quiet", *work], capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["model"]["kind"] == "stacked"
-    assert [e["source"] for e in manifest["model"]["encoders"]] == ["minilm-l6", "me5-small"]
-    assert [e["text_prefix"] for e in manifest["model"]["encoders"]] == ["", "query:"]
+    assert manifest.model.kind == "stacked"
+    assert [e.source for e in manifest.model.encoders] == ["minilm-l6", "me5-small"]
+    assert [e.text_prefix for e in manifest.model.encoders] == ["", "query:"]
     from emoscope.bundle import read_validation
     from emoscope.predict import Predictor
 
@@ -142,7 +143,7 @@ def test_smoke_stack_recipe_trains_predicts_and_reruns_from_the_cache(tmp_path):
     validation = read_validation(out, manifest)
     np.testing.assert_allclose(predictor.predict_proba(validation.texts), validation.probs, atol=2e-5)
     arabic = predictor.predict(["أنا خائف جداً من الغد 😨"])[0]
-    assert arabic.language == "ar" and set(arabic.probabilities) == set(manifest["labels"])
+    assert arabic.language == "ar" and set(arabic.probabilities) == set(manifest.labels)
     # a second run reuses stage 1 and every word vector
     proc = subprocess.run([sys.executable, "-m", "emoscope.cli", "train", "--config", recipe, "--output",
                            str(tmp_path / "again"), "--quiet", *work], capture_output=True, text=True, timeout=900,

@@ -149,7 +149,7 @@ def test_predicts_in_the_precision_the_thresholds_were_tuned_in(tiny_bundle, tmp
     import shutil
 
     manifest = read_manifest(tiny_bundle)
-    assert manifest["training"]["precision"] == "fp32"  # trained on this CPU
+    assert manifest.training["precision"] == "fp32"  # trained on this CPU
     assert Predictor(tiny_bundle, device="cpu").precision == "fp32"
     copy = tmp_path / "bf16"
     shutil.copytree(tiny_bundle, copy)

@@ -14,18 +14,10 @@ import torch
 from conftest import tiny_stack_config
 from emoscope import stack as stack_mod
 from emoscope.errors import BundleError, ConfigError
-from emoscope.stack import (
-    EmbeddingCache,
-    LeakageError,
-    MetaLearner,
-    WordEmbeddings,
-    WordEncoder,
-    fold_assignments,
-    pool_words,
-    shared_words,
-    text_key,
-)
+from emoscope.models.meta import MetaLearner, gradient_ready
+from emoscope.stack import EmbeddingCache, LeakageError, WordEmbeddings, fold_assignments
 from emoscope.text import NormalizerConfig
+from emoscope.words import WordEncoder, pool_words, read_words, text_key
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +50,7 @@ def test_word_encoders_of_different_tokenizers_line_up(tiny_encoder, tiny_encode
     b = WordEncoder(AutoTokenizer.from_pretrained(tiny_encoder_b), normalizer, 32, 16, prefix="query:")
     text = "the furious day 😀 كان غاضب!!"
     words = a.words(text)
-    assert words == b.words(text) == shared_words(text, normalizer, 16)
+    assert words == b.words(text) == read_words(text, normalizer, 16).model_words
     for encoder in (a, b):
         (ids, index), = encoder.encode([words])
         assert len(ids) == len(index)
@@ -66,8 +58,8 @@ def test_word_encoders_of_different_tokenizers_line_up(tiny_encoder, tiny_encode
         assert index[0] == -1 and index[-1] == -1  # specials
     (_, index_b), = b.encode([words])
     assert index_b[1] == -1  # the "query:" prefix word maps to no shared word
-    assert shared_words("ـــ", normalizer, 16) == [""]  # a text of only tatweel is one unknown word
-    assert len(shared_words(" ".join(["w"] * 40), normalizer, 16)) == 16
+    assert read_words("ـــ", normalizer, 16).model_words == [""]  # a text of only tatweel is one unknown word
+    assert len(read_words(" ".join(["w"] * 40), normalizer, 16).model_words) == 16
 
 
 def test_meta_learner_poolings_ignore_padding():
@@ -151,7 +143,7 @@ def test_out_of_fold_stage2_never_embeds_a_text_with_a_model_trained_on_it(tiny_
             continue
         assert not set(keys) & model.trained_on, f"{model.encoder}/{model.role} embedded a text it was trained on"
         checked += len(keys)
-    train_keys = {text_key(shared_words(t, config.text, config.stack.max_words)) for t in data.train.texts}
+    train_keys = {text_key(read_words(t, config.text, config.stack.max_words).model_words) for t in data.train.texts}
     assert checked >= 2 * len(data.train)  # both encoders' out-of-fold training embeddings went through the guard
     fold_models = [m for m, _, _ in calls if m.role.startswith("fold")]
     assert {m.role for m in fold_models} == {"fold-1", "fold-2", "fold-3"}
@@ -172,11 +164,11 @@ def test_stack_trains_saves_loads_and_predicts_identically(tiny_encoder, tiny_en
     logs: list[str] = []
     path = train_stack(config, tmp_path / "stack", progress=False, log=logs.append)
     manifest = read_manifest(path)
-    assert manifest["model"]["kind"] == "stacked"
-    assert [e["name"] for e in manifest["model"]["encoders"]] == ["tiny0", "tiny1"]
-    assert [e["fine_tuned"] for e in manifest["model"]["encoders"]] == [True, False]
-    assert manifest["metrics"]["validation"]["macro_f1"] > 0.6  # the cue words are learnable
-    stages = manifest["training"]["stages"]
+    assert manifest.model.kind == "stacked"
+    assert [e.name for e in manifest.model.encoders] == ["tiny0", "tiny1"]
+    assert [e.fine_tuned for e in manifest.model.encoders] == [True, False]
+    assert manifest.metrics["validation"]["macro_f1"] > 0.6  # the cue words are learnable
+    stages = manifest.training["stages"]
     assert set(stages) >= {"finetune_seconds", "embed_seconds", "meta_seconds"}
 
     predictor = Predictor(path)
@@ -344,7 +336,7 @@ def test_paper_recipe_runs_with_tiny_local_encoders_in_place_of_hub_ids(tiny_enc
     )
     path = train_stack(config, tmp_path / "paper", progress=False, log=quiet)
     predictor = Predictor(path)
-    assert [e["name"] for e in predictor.manifest["model"]["encoders"]] == ["arabicbert", "marbert", "arabert"]
+    assert [e.name for e in predictor.manifest.model.encoders] == ["arabicbert", "marbert", "arabert"]
     assert predictor.predict_proba(["happy day"]).shape == (1, 4)
 
 
@@ -436,19 +428,19 @@ def test_stack_reading_base_logits_trains_saves_loads_and_predicts_identically(t
     config = replace(config, meta=replace(config.meta, base_logits=True))
     path = train_stack(config, tmp_path / "stack", progress=False, log=quiet)
     manifest = read_manifest(path)
-    assert [e["head"] for e in manifest["model"]["encoders"]] == [True, False]
-    assert (path / "model" / manifest["model"]["encoders"][0]["path"] / "head.safetensors").exists()
+    assert [e.head for e in manifest.model.encoders] == [True, False]
+    assert (path / "model" / manifest.model.encoders[0].path / "head.safetensors").exists()
     predictor = Predictor(path)
     assert predictor.model.meta.n_base == 1
     validation = read_validation(path, manifest)
     # the bundle recomputes the classifier's logits at prediction time exactly as stage 2 cached them
     np.testing.assert_allclose(predictor.predict_proba(validation.texts), validation.probs, atol=2e-5)
-    assert manifest["metrics"]["validation"]["macro_f1"] > 0.6
+    assert manifest.metrics["validation"]["macro_f1"] > 0.6
     exp = explain(predictor, "we felt so furious today", "ig", ["anger"], {"n_steps": 16, "precision": "fp32"})
     assert abs(exp.diagnostics["convergence_delta"]["anger"]) < 0.02  # gradients flow through the head too
 
     broken = shutil.copytree(path, tmp_path / "headless")
-    (broken / "model" / manifest["model"]["encoders"][0]["path"] / "head.safetensors").unlink()
+    (broken / "model" / manifest.model.encoders[0].path / "head.safetensors").unlink()
     with pytest.raises(BundleError, match="head.safetensors' is missing"):
         Predictor(broken, verify=False)  # the file table notices first
     manifest_path = broken / "manifest.json"  # a bundle whose file table was "repaired" too
@@ -508,7 +500,6 @@ def test_gradient_ready_meta_learner_computes_the_same_function_and_leaves_the_o
     """cuDNN refuses an LSTM backward in eval mode, so explanations differentiate through a copy
     whose LSTM is in training mode with its between-layer dropout off: same outputs, even for a
     two-layer LSTM with dropout, and the shared original stays in eval mode, untouched."""
-    from emoscope.stack import gradient_ready
 
     torch.manual_seed(0)
     meta = MetaLearner([4, 2], n_labels=3, hidden_size=5, layers=2, dropout=0.5, pooling="attention").eval()
@@ -534,7 +525,7 @@ def test_only_the_encoders_run_under_autocast(stacked_bundle):
     hooks = [m.register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
              for m in model.meta.modules() if isinstance(m, torch.nn.Linear)]
     try:
-        batches, n_words = model.encode(["a happy day", "so sad and afraid today"])
+        batches, n_words = model.encode_texts(["a happy day", "so sad and afraid today"])
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
             logits = model(batches, n_words)
     finally:

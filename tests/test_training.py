@@ -13,14 +13,14 @@ from emoscope.training import length_bucketed_batches, rare_label_sample_weights
 
 def test_tiny_model_learns_the_cue_words(tiny_bundle):
     manifest = read_manifest(tiny_bundle)
-    assert manifest["labels"] == ["anger", "fear", "joy", "sadness"]
+    assert manifest.labels == ["anger", "fear", "joy", "sadness"]
     # Each label is decided by one cue word: a model that learned anything beats 0.8.
-    assert manifest["metrics"]["validation"]["macro_f1"] > 0.8
+    assert manifest.metrics["validation"]["macro_f1"] > 0.8
     log = [json.loads(line) for line in (tiny_bundle / "training_log.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in log] == list(range(1, len(log) + 1))
     assert log[-1]["train_loss"] < log[0]["train_loss"]
-    assert set(log[0]["train_loss_per_class"]) == set(manifest["labels"])
-    assert 1 <= manifest["training"]["best_epoch"] <= len(log)
+    assert set(log[0]["train_loss_per_class"]) == set(manifest.labels)
+    assert 1 <= manifest.training["best_epoch"] <= len(log)
 
 
 def test_bundle_keeps_validation_predictions(tiny_bundle):
@@ -40,8 +40,8 @@ def test_other_losses_and_weighted_sampling_learn(tmp_path, tiny_encoder, tiny_d
     config = tiny_config(tiny_encoder, tiny_data, epochs=12, patience=12, weighted_sampling=sampling)
     config = replace(config, loss=LossConfig(name=loss))
     manifest = read_manifest(train(config, tmp_path / "b", progress=False, log=lambda _: None))
-    assert manifest["config"]["loss"]["name"] == loss
-    assert manifest["metrics"]["validation"]["macro_f1"] > 0.7
+    assert manifest.config["loss"]["name"] == loss
+    assert manifest.metrics["validation"]["macro_f1"] > 0.7
 
 
 def test_early_stopping_stops_after_patience(tmp_path, tiny_encoder, tiny_data):
@@ -50,7 +50,7 @@ def test_early_stopping_stops_after_patience(tmp_path, tiny_encoder, tiny_data):
     lines = []
     path = train(config, tmp_path / "b", progress=False, log=lines.append)
     manifest = read_manifest(path)
-    assert manifest["training"]["epochs_run"] == 2
+    assert manifest.training["epochs_run"] == 2
     assert any(line.startswith("[early stop]") for line in lines)
 
 
@@ -119,13 +119,13 @@ def test_datasets_with_different_labels_train_one_masked_model(tmp_path, tiny_en
                                              validation="holdout:0.2", eval=str(tiny_data["dev"])))
     path = train(config, tmp_path / "b", progress=False, log=lambda _: None)
     manifest = read_manifest(path)
-    assert manifest["labels"] == ["anger", "fear", "joy", "sadness"]
-    assert manifest["config"]["data"]["train"] == [str(tiny_data["train"]), str(no_fear)]
+    assert manifest.labels == ["anger", "fear", "joy", "sadness"]
+    assert manifest.config["data"]["train"] == [str(tiny_data["train"]), str(no_fear)]
     val = read_validation(path, manifest)
     assert val.mask is not None and not val.mask[:, 1].all() and val.mask[:, [0, 2, 3]].all()
-    assert manifest["metrics"]["eval"]["macro_f1"] > 0.7
+    assert manifest.metrics["eval"]["macro_f1"] > 0.7
     # 'fear' is scored only on the rows that annotate it.
-    fear = manifest["metrics"]["validation"]["per_class"]["fear"]
+    fear = manifest.metrics["validation"]["per_class"]["fear"]
     assert fear["support"] <= int(val.mask[:, 1].sum())
     log = [json.loads(line) for line in (path / "training_log.jsonl").read_text().splitlines()]
     assert log[-1]["train_loss"] < log[0]["train_loss"]

@@ -1,0 +1,25 @@
+"""A short fingerprint of a model's weights: it keys the embedding cache and tells a bundle's encoders apart."""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+from torch import nn
+
+
+def weights_fingerprint(module: nn.Module) -> str:
+    """A short fingerprint of a model's weights: names, shapes and a sample of every tensor.
+
+    Cheap (milliseconds for a 470 MB model) and different for any two fine-tuned or pretrained
+    encoders; it keys the embedding cache and tells a bundle's encoders apart.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        flat = tensor.detach().reshape(-1)
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        if flat.numel() > 12288:
+            stride = max(1, flat.numel() // 4096)
+            flat = torch.cat([flat[:4096], flat[-4096:], flat[::stride][:4096]])
+        digest.update(flat.float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:24]
