@@ -1,0 +1,91 @@
+"""The one place user text becomes HTML: escaped, direction-aware markup for the app and the CLI.
+
+Every function here HTML-escapes each piece of user text it is given and returns
+:class:`SafeHtml`, the only kind of string the app puts on a page as HTML
+(``emoscope.app.markup.show_html`` refuses anything else). No Streamlit here, so the CLI
+(``emoscope explain --format html``) and the tests use the same renderer as the pages.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from emoscope.errors import InputError
+from emoscope.text import is_rtl
+
+if TYPE_CHECKING:  # annotations only: emoscope.explain imports this module
+    from emoscope.explain import Explanation
+
+
+class SafeHtml(str):
+    """Markup built by this module from escaped user text (a plain ``str`` everywhere else)."""
+
+
+# Streamlit's text inputs are left to right; plaintext bidi gives each paragraph the direction
+# of its first strong character, so Arabic typed into them reads and aligns right to left.
+INPUT_BIDI_CSS = SafeHtml("<style>textarea, input[type='text'] { unicode-bidi: plaintext; text-align: start; }</style>")
+
+
+def text_html(text: str) -> SafeHtml:
+    """User text as escaped HTML that reads right to left when it is Arabic.
+
+    ``dir="auto"`` lets the browser take the direction from the first strong character;
+    when Arabic letters dominate the direction is set to ``rtl`` outright, so a text that
+    starts with ``@user``, a Latin word or a number still reads (and aligns) right to left.
+    """
+    style = "white-space: pre-wrap; font-size: 1.15rem; line-height: 1.8; unicode-bidi: isolate"
+    if is_rtl(text):
+        return SafeHtml(f'<div class="emoscope-text" dir="rtl" style="{style}; text-align: right">'
+                        f'{html.escape(text)}</div>')
+    return SafeHtml(f'<div class="emoscope-text" dir="auto" style="{style}; text-align: start">{html.escape(text)}</div>')
+
+
+def _colour(score: float, scale: float) -> str:
+    """Diverging orange (supports the label) / purple (speaks against it), alpha by |score|."""
+    if scale <= 0 or score == 0:
+        return "transparent"
+    alpha = min(1.0, abs(score) / scale) * 0.75
+    r, g, b = (230, 97, 1) if score > 0 else (94, 60, 153)
+    return f"rgba({r}, {g}, {b}, {alpha:.3f})"
+
+
+def render_html(explanation: Explanation, label: str | None = None) -> SafeHtml:
+    """The text as typed, each word a coloured span; safe for any user text.
+
+    Every piece of user text is HTML-escaped; the container has ``dir="auto"``, the text block
+    the direction of its script (right to left when Arabic dominates), and each word is a
+    bidi-isolated span (``unicode-bidi: isolate``, ``dir="auto"``), so Arabic reads right to left
+    while embedded English words and numbers keep their order; whitespace between words is kept.
+    """
+    if label is None:
+        label = next(iter(explanation.labels))
+    if label not in explanation.labels:
+        raise InputError(f"label '{label}' was not explained; explained: {', '.join(explanation.labels)}")
+    exp = explanation.labels[label]
+    scores = np.asarray(exp.scores, dtype=float)
+    scale = float(np.abs(scores).max()) if len(scores) else 0.0
+    parts, cursor = [], 0
+    text = explanation.text
+    for word, score in zip(explanation.words, scores):
+        parts.append(html.escape(text[cursor:word.start]))
+        title = html.escape(f"{label}: {score:+.4f}", quote=True)
+        parts.append(f'<span class="es-word" dir="auto" title="{title}" data-score="{score:.6f}" '
+                     f'style="unicode-bidi: isolate; background-color: {_colour(score, scale)}; '
+                     f'border-radius: 3px; padding: 0 2px">{html.escape(word.text)}</span>')
+        cursor = word.end
+    parts.append(html.escape(text[cursor:]))
+    header = html.escape(f"{label} · p = {exp.probability:.3f} · {explanation.method}")
+    # Every word is an isolate, so the browser's dir="auto" would find no strong character
+    # outside them and fall back to left to right: the text's own direction is set explicitly.
+    direction = "rtl" if is_rtl(text) else "ltr"
+    align = "right" if direction == "rtl" else "left"
+    return SafeHtml(f'<div class="emoscope-explanation" dir="auto">'
+                    f'<div class="es-header" style="font-size: 0.85rem; opacity: 0.8">{header}</div>'
+                    f'<div class="es-text" dir="{direction}" style="unicode-bidi: isolate; white-space: pre-wrap; '
+                    f'line-height: 2; font-size: 1.1rem; text-align: {align}">{"".join(parts)}</div></div>')
+
+
+__all__ = ["INPUT_BIDI_CSS", "SafeHtml", "render_html", "text_html"]
