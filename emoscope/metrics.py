@@ -73,27 +73,8 @@ def compute_metrics(
     f1 = _ratio(2 * tp, 2 * tp + fp + fn)
     auc = _roc_auc_per_class(y, p, m)
 
-    out: dict = {}
-    scored = m.any(axis=0)
-    out["micro_precision"] = _ratio(tp.sum(), tp.sum() + fp.sum())
-    out["micro_recall"] = _ratio(tp.sum(), tp.sum() + fn.sum())
-    out["micro_f1"] = _ratio(2 * tp.sum(), 2 * tp.sum() + fp.sum() + fn.sum())
-    out["macro_precision"] = _mean(precision[scored])
-    out["macro_recall"] = _mean(recall[scored])
-    out["macro_f1"] = _mean(f1[scored])
-    for name, values in (("precision", precision), ("recall", recall), ("f1", f1)):
-        out[f"weighted_{name}"] = _ratio((values * support).sum(), support.sum())
-
-    gold, hit = y & m, pred & m
-    row_tp = (gold & hit).sum(axis=1)
-    row_true, row_pred = gold.sum(axis=1), hit.sum(axis=1)
-    rows = m.any(axis=1)
-    out["samples_precision"] = _mean(_ratio(row_tp, row_pred)[rows])
-    out["samples_recall"] = _mean(_ratio(row_tp, row_true)[rows])
-    out["samples_f1"] = _mean(_ratio(2 * row_tp, row_true + row_pred)[rows])
-    union = row_true + row_pred - row_tp
-    out["jaccard"] = _mean(np.where(union == 0, 1.0, _ratio(row_tp, union))[rows])
-    out["hamming_loss"] = _mean_or_nan(((y != pred) & m).sum(), m.sum())
+    out = _class_averages(tp, fp, fn, support, precision, recall, f1, scored=m.any(axis=0))
+    out.update(_example_averages(y, pred, m))
     out["roc_auc_macro"] = _mean(auc[~np.isnan(auc)])
     out["n_samples"] = int(n)
 
@@ -115,6 +96,38 @@ def compute_metrics(
     out["confusion"] = {name: cm[j].tolist() for j, name in enumerate(names)}
     return _to_json_values(out)
 
+
+
+def _class_averages(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, support: np.ndarray, precision: np.ndarray,
+                    recall: np.ndarray, f1: np.ndarray, scored: np.ndarray) -> dict:
+    """Micro, macro (over classes with an annotated cell) and support-weighted P/R/F1."""
+    out: dict = {
+        "micro_precision": _ratio(tp.sum(), tp.sum() + fp.sum()),
+        "micro_recall": _ratio(tp.sum(), tp.sum() + fn.sum()),
+        "micro_f1": _ratio(2 * tp.sum(), 2 * tp.sum() + fp.sum() + fn.sum()),
+        "macro_precision": _mean(precision[scored]),
+        "macro_recall": _mean(recall[scored]),
+        "macro_f1": _mean(f1[scored]),
+    }
+    for name, values in (("precision", precision), ("recall", recall), ("f1", f1)):
+        out[f"weighted_{name}"] = _ratio((values * support).sum(), support.sum())
+    return out
+
+
+def _example_averages(y: np.ndarray, pred: np.ndarray, m: np.ndarray) -> dict:
+    """Samples-averaged P/R/F1, Jaccard (empty-empty = 1) and Hamming loss over annotated cells."""
+    gold, hit = y & m, pred & m
+    row_tp = (gold & hit).sum(axis=1)
+    row_true, row_pred = gold.sum(axis=1), hit.sum(axis=1)
+    rows = m.any(axis=1)
+    union = row_true + row_pred - row_tp
+    return {
+        "samples_precision": _mean(_ratio(row_tp, row_pred)[rows]),
+        "samples_recall": _mean(_ratio(row_tp, row_true)[rows]),
+        "samples_f1": _mean(_ratio(2 * row_tp, row_true + row_pred)[rows]),
+        "jaccard": _mean(np.where(union == 0, 1.0, _ratio(row_tp, union))[rows]),
+        "hamming_loss": _mean_or_nan(((y != pred) & m).sum(), m.sum()),
+    }
 
 def multilabel_confusion(
     y_true: np.ndarray, y_pred: np.ndarray, label_mask: np.ndarray | None = None
