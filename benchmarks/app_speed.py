@@ -71,7 +71,7 @@ def main() -> None:
     at.switch_page("pages/thresholds.py").run()
     manifest = read_manifest(bundle, verify=False)
     validation = read_validation(bundle, manifest)
-    label = manifest["labels"][0]
+    label = manifest.labels[0]
     slider, metrics_ref = [], []
     for i in range(args.repeats):
         value = 0.2 + 0.6 * (i % 7) / 6
@@ -80,7 +80,7 @@ def main() -> None:
         slider.append(time.perf_counter() - t0)
         thresholds = [s.value for s in at.slider]
         t0 = time.perf_counter()
-        compute_metrics(validation.labels, validation.probs, thresholds, label_names=manifest["labels"],
+        compute_metrics(validation.labels, validation.probs, thresholds, label_names=manifest.labels,
                         label_mask=validation.mask)
         metrics_ref.append(time.perf_counter() - t0)
         assert not at.exception, at.exception

@@ -37,14 +37,15 @@ def main() -> None:
 
     texts = load_dataset(args.data).texts[: args.batch]
     predictor = Predictor(args.model, device="cpu", batch_size=args.batch)
-    encoder_dir = Path(args.model) / predictor.manifest["model"]["path"] / "encoder"
+    encoder_dir = Path(args.model) / predictor.manifest.model.path / "encoder"
     tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
-    kwargs = {"add_pooling_layer": False} if predictor.model.encoder.config.model_type == "bert" else {}
+    kwargs = {"add_pooling_layer": False} if predictor.model.encoders[0].config.model_type == "bert" else {}
     plain = AutoModel.from_pretrained(encoder_dir, **kwargs).eval()
-    max_length = predictor.text_encoder.max_length
+    word_encoder = predictor.model.word_encoders[0]
+    max_length = word_encoder.max_length
     # A hand-written call to an E5 model adds its "query: " prefix too; without it the
     # reference would read fewer tokens than the model was trained to see.
-    prefix = " ".join(predictor.text_encoder.prefix_words)
+    prefix = word_encoder.prefix
 
     def reference(batch: list[str]) -> None:
         with torch.inference_mode():

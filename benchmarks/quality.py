@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from emoscope.bundle import read_manifest
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DOC = ROOT / "docs" / "BENCHMARKS.md"
@@ -92,14 +94,15 @@ def recipe_chain(key: str, recipe: str, out: Path, retrain: bool, threads: int |
         out / f"{recipe}-eval.log", threads)
     run([*emoscope, "evaluate", "--model", str(bundle), "--data", dev, "--threshold-05",
          "--output", str(out / f"{recipe}-dev-0.5.json")], out / f"{recipe}-eval-0.5.log", threads)
-    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest = read_manifest(bundle, verify=False)
+    training = manifest.training
     tuned = json.loads((out / f"{recipe}-dev.json").read_text())
     half = json.loads((out / f"{recipe}-dev-0.5.json").read_text())
-    source = manifest["model"]["encoders"][0]["source"]
+    source = manifest.model.encoders[0].source
     return f"{source} fine-tuned (`{recipe}`)", {
-        **tuned, "macro_f1_at_0.5": half["macro_f1"], "train_seconds": manifest["training"]["seconds"],
-        "peak_rss_mb": manifest["training"]["peak_rss_mb"], "best_epoch": manifest["training"]["best_epoch"],
-        "epochs_run": manifest["training"]["epochs_run"], "torch_threads": manifest["training"]["torch_threads"]}
+        **tuned, "macro_f1_at_0.5": half["macro_f1"], "train_seconds": training["seconds"],
+        "peak_rss_mb": training["peak_rss_mb"], "best_epoch": training["best_epoch"],
+        "epochs_run": training["epochs_run"], "torch_threads": training["torch_threads"]}
 
 
 def bench(keys: list[str], out: Path, retrain: bool, jobs: int) -> dict:

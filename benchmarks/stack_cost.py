@@ -16,8 +16,8 @@ table's device column adds the peak GPU memory and the precision (bf16 on GPUs t
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
+
+from emoscope.bundle import read_manifest
 
 
 def main() -> None:
@@ -27,13 +27,13 @@ def main() -> None:
     print("| recipe | train texts | stage 1 fine-tune | stage 2 embed | stage 3 meta | total | peak RSS after 1 / 2 / 3 | device | threads |")
     print("|---|---|---|---|---|---|---|---|---|")
     for folder in args.bundles:
-        manifest = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
-        if manifest["model"]["kind"] != "stacked":
+        manifest = read_manifest(folder, verify=False)
+        if manifest.model.kind != "stacked":
             continue
-        t = manifest["training"]
+        t = manifest.training
         s = t["stages"]
         peaks = s["peak_rss_mb_after"]
-        print(f"| {manifest['name']} | {manifest['data']['n_train']} | {s['finetune_seconds']:.0f} s | "
+        print(f"| {manifest.name} | {manifest.data['n_train']} | {s['finetune_seconds']:.0f} s | "
               f"{s['embed_seconds']:.0f} s | {s['meta_seconds']:.0f} s | {t['seconds']:.0f} s | "
               f"{peaks['finetune']:.0f} / {peaks['embed']:.0f} / {peaks['meta']:.0f} MiB | {device(t)} | {t['torch_threads']} |")
 

@@ -38,16 +38,16 @@ def main() -> None:
 
     texts = load_dataset(args.data).texts[: args.batch]
     predictor = Predictor(args.model, device="cpu", batch_size=args.batch)
-    spec = predictor.manifest["model"]
-    if spec["kind"] != "stacked":
+    spec = predictor.manifest.model
+    if spec.kind != "stacked":
         raise SystemExit(f"{args.model} is not a stacked bundle")
-    root = Path(args.model) / spec["path"]
+    root = Path(args.model) / spec.path
     plain = []
-    for entry in spec["encoders"]:
-        folder = root / entry["path"]
-        kwargs = {"add_pooling_layer": False} if entry["model_type"] == "bert" else {}
+    for entry in spec.encoders:
+        folder = root / entry.path
+        kwargs = {"add_pooling_layer": False} if entry.model_type == "bert" else {}
         plain.append((AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder, **kwargs).eval(),
-                      entry["text_prefix"], entry["max_length"]))
+                      entry.text_prefix, entry.max_length))
 
     def reference(batch: list[str]) -> None:
         with torch.inference_mode():
@@ -59,7 +59,7 @@ def main() -> None:
     cases = {"one text": texts[:1], f"batch of {len(texts)}": texts}
     results = compare(cases, reference, predictor.predict_proba, args.repeats, (f"sum of {len(plain)} plain forwards", "stacked Predictor"))
     if args.output:
-        Path(args.output).write_text(json.dumps({"model": args.model, "encoders": [e["name"] for e in spec["encoders"]],
+        Path(args.output).write_text(json.dumps({"model": args.model, "encoders": [e.name for e in spec.encoders],
                                                  "data": args.data, "threads": args.threads, "repeats": args.repeats,
                                                  "results": results}, indent=1))
 
