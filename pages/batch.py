@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from emoscope.appstate import require_predictor
+from emoscope.app.state import require_predictor
 from emoscope.errors import EmoScopeError
 from emoscope.predict import file_columns
 

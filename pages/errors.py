@@ -3,8 +3,9 @@
 import streamlit as st
 
 from emoscope.analysis import error_table
-from emoscope.appstate import current_thresholds, require_predictor, require_validation
-from emoscope.ui import text_html
+from emoscope.app.markup import show_html
+from emoscope.app.state import current_thresholds, require_predictor, require_validation
+from emoscope.render import text_html
 
 st.header("Errors, class by class")
 predictor = require_predictor()
@@ -23,7 +24,7 @@ st.dataframe(table.drop(columns=["index"]), hide_index=True, width="stretch",
 if len(table):
     pick = st.selectbox("Open one", range(len(table)), format_func=lambda i: f"{table['probability'][i]:.3f} · {table['text'][i][:90]}",
                         key="errors_pick")
-    st.markdown(text_html(table["text"][pick]), unsafe_allow_html=True)
+    show_html(text_html(table["text"][pick]))
     st.caption(f"gold: {table['gold'][pick] or '—'} · predicted: {table['predicted'][pick] or '—'}")
     if st.button("Explain this text"):
         st.session_state["explain_text"] = table["text"][pick]

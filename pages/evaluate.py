@@ -8,12 +8,12 @@ import pandas as pd
 import streamlit as st
 
 from emoscope.analysis import expected_calibration_error, reliability
-from emoscope.appstate import current_thresholds, require_predictor, require_validation
+from emoscope.app.charts import confusion_grid, cooccurrence_figure, reliability_figure
+from emoscope.app.state import current_thresholds, require_predictor, require_validation
 from emoscope.data import align_labels, load_dataset
 from emoscope.errors import EmoScopeError
 from emoscope.metrics import compute_metrics, label_cooccurrence, multilabel_confusion
 from emoscope.thresholds import apply_thresholds
-from emoscope.ui import confusion_grid, cooccurrence_figure, reliability_figure
 
 st.header("Evaluate")
 predictor = require_predictor()

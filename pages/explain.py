@@ -4,10 +4,10 @@ import json
 
 import streamlit as st
 
-from emoscope.appstate import bundle_mtime, load_explain_model, require_predictor
+from emoscope.app.charts import attention_figure, top_words_figure
+from emoscope.app.state import bundle_mtime, load_explain_model, require_predictor
 from emoscope.errors import EmoScopeError
 from emoscope.explain import explain_cached, faithfulness, render_html
-from emoscope.ui import attention_figure, top_words_figure
 
 st.header("Explain a prediction")
 predictor = require_predictor()

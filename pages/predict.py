@@ -2,25 +2,14 @@
 
 import streamlit as st
 
-from emoscope.appstate import current_thresholds, load_predictor
+from emoscope.app.charts import probability_figure
+from emoscope.app.markup import show_html
+from emoscope.app.state import current_thresholds, require_predictor
 from emoscope.errors import EmoScopeError
-from emoscope.ui import models_dir, probability_figure, text_html
+from emoscope.render import text_html
 
 st.header("Predict emotions")
-bundle_path = st.session_state.get("bundle_path")
-if bundle_path is None:
-    st.info(
-        f"No trained model found in `{models_dir()}`. Train one, then reload this page:\n\n"
-        "```bash\n.venv/bin/emoscope train --config training/configs/brighter-eng-minilm.toml\n```\n"
-        "(`training/configs/smoke.toml` trains a toy model in about a minute.) "
-        "Set `EMOSCOPE_MODELS_DIR` to look for bundles elsewhere.")
-    st.stop()
-
-try:
-    predictor = load_predictor(str(bundle_path), (bundle_path / "manifest.json").stat().st_mtime)
-except (EmoScopeError, OSError) as exc:
-    st.error(f"This model cannot be loaded: {exc}")
-    st.stop()
+predictor = require_predictor()
 
 st.caption(f"Model: **{predictor.name}** · labels: {', '.join(predictor.labels)}")
 if "predict_text" not in st.session_state:
@@ -51,7 +40,7 @@ except EmoScopeError as exc:
 
 if result.truncated:
     st.warning("The text is very long: only its beginning was used.")
-st.markdown(text_html(text), unsafe_allow_html=True)
+show_html(text_html(text))
 language = {"ar": "Arabic", "en": "English", "mixed": "mixed Arabic/English"}.get(result.language, "unknown")
 col1, col2 = st.columns([2, 1])
 with col1:

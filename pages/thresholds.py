@@ -8,11 +8,11 @@ import streamlit as st
 
 from emoscope import bundle as bundle_io
 from emoscope.analysis import precision_recall_curve
-from emoscope.appstate import current_thresholds, require_predictor, require_validation, thresholds_key
+from emoscope.app.charts import pr_curve_figure
+from emoscope.app.state import current_thresholds, require_predictor, require_validation, thresholds_key
 from emoscope.errors import EmoScopeError
 from emoscope.metrics import compute_metrics
 from emoscope.thresholds import tune_thresholds
-from emoscope.ui import pr_curve_figure
 
 st.header("Per-class thresholds")
 predictor = require_predictor()

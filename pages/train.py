@@ -7,7 +7,7 @@ import streamlit as st
 from emoscope import jobs
 from emoscope.config import load_config
 from emoscope.errors import EmoScopeError
-from emoscope.ui import REPO_ROOT, models_dir
+from emoscope.app.sidebar import REPO_ROOT, models_dir
 
 st.header("Train a model")
 folder = models_dir()

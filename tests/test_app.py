@@ -3,12 +3,14 @@
 import html
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from emoscope.ui import text_html
+from emoscope.render import text_html
 
 APP = str(Path(__file__).parent.parent / "app.py")
 
@@ -40,7 +42,7 @@ def test_predict_shows_probabilities_and_labels(models_dir):
     assert predicted, [m.value for m in at.markdown]
     charts = at.get("plotly_chart")
     assert len(charts) == 1
-    shown = [m.value for m in at.markdown if "emoscope-text" in m.value]
+    shown = [h.proto.body for h in at.get("html") if "emoscope-text" in h.proto.body]
     assert shown and 'dir="rtl"' in shown[0]
     assert any("Arabic" in c.value for c in at.caption)
 
@@ -281,3 +283,79 @@ def test_evaluate_page_scores_an_uploaded_labelled_file_and_rejects_wrong_column
     at.get("file_uploader")[0].upload("bad.csv", b"sentence,happy\nhello,1\n", "text/csv")
     at.run()
     assert not at.exception and "cannot be used" in at.error[0].value
+
+
+# --- the page defects of issue 12, each fixed and held here ------------------------------------
+
+PAGES = ("pages/predict.py", "pages/explain.py", "pages/thresholds.py", "pages/evaluate.py", "pages/errors.py",
+         "pages/batch.py", "pages/train.py")
+EVIL = '<script>alert(1)</script><img src=x onerror=alert(2)> so furious'
+
+
+def _html_bodies(at) -> list[str]:
+    return [h.proto.body for h in at.get("html")]
+
+
+def _button(at, label: str):
+    return next(b for b in at.button if b.label.startswith(label))
+
+
+def test_the_app_modules_behind_the_pages_import_without_streamlit():
+    code = ("import sys, emoscope.app, emoscope.app.charts, emoscope.app.sidebar, emoscope.render; "
+            "sys.exit('streamlit' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+def test_predict_page_without_a_bundle_says_what_every_page_says(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOSCOPE_MODELS_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/predict.py").run()
+    on_predict = at.info[0].value
+    at.switch_page("pages/thresholds.py").run()
+    assert on_predict == at.info[0].value and "Open **Train**" in on_predict
+
+
+def test_user_text_is_escaped_on_every_page_that_shows_it(models_dir, monkeypatch):
+    import dataclasses
+
+    from emoscope.app import state
+
+    read_validation = state.read_validation
+
+    def with_markup(path, manifest):  # validation texts that hold markup (editing the file breaks its hash)
+        data = read_validation(path, manifest)
+        return dataclasses.replace(data, texts=[f"{EVIL} {text}" for text in data.texts])
+
+    monkeypatch.setattr(state, "read_validation", with_markup)
+    n_labels = len(json.loads((models_dir / "tiny" / "manifest.json").read_text())["labels"])
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state[f"thresholds::{models_dir / 'tiny'}"] = [0.0] * n_labels  # every negative a false positive
+    at.run()
+    at.text_area(key="predict_text").input(EVIL).run()
+    shown = {"predict": _html_bodies(at)}
+    at.switch_page("pages/errors.py").run()
+    shown["errors"] = _html_bodies(at)
+    at.switch_page("pages/explain.py").run()
+    at.text_area(key="explain_text").input(EVIL).run()
+    at.radio(key="explain_method").set_value("attention").run()
+    _button(at, "Explain").click().run()
+    shown["explain"] = _html_bodies(at)
+    assert not at.exception
+    for page, bodies in shown.items():
+        assert any("&lt;" in body and "script" in body for body in bodies), page  # shown, as text
+        assert not any("<script" in body or "<img" in body for body in bodies), page
+
+
+def test_show_html_takes_only_the_renderers_markup():
+    from emoscope.app.markup import show_html
+
+    with pytest.raises(TypeError, match="emoscope.render"):
+        show_html("<b>not escaped</b>")
+
+
+@pytest.mark.parametrize("source", ["app.py", *[pytest.param(page, marks=pytest.mark.xfail(
+    strict=True, reason="pages/explain.py belongs to the Explain-page rewrite, which routes its st.html "
+    "through emoscope.app.markup.show_html")) if page == "pages/explain.py" else page for page in PAGES]])
+def test_pages_put_html_on_screen_only_through_show_html(source):
+    code = (Path(APP).parent / source).read_text(encoding="utf-8")
+    assert "unsafe_allow_html" not in code and "st.html(" not in code

@@ -1,13 +1,23 @@
-"""Process-wide resources for the Streamlit app (needs Streamlit; the rest of emoscope does not).
+"""Process-wide resources and per-user state for the Streamlit pages (needs Streamlit).
 
-One ``Predictor`` per bundle per process, shared by every session and never mutated:
-per-user state (text, thresholds being tuned) lives in ``st.session_state``.
+One ``Predictor`` (and one ``ExplainModel``, one copy of the validation data) per bundle per
+process, shared by every session and never mutated: ``st.cache_resource`` keyed by the
+bundle's path and its manifest's mtime, so a bundle whose manifest changes (retrained, new
+thresholds saved) loads afresh. Per-user state (text, thresholds being tuned) lives in
+``st.session_state``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import streamlit as st
 
+from emoscope.app.sidebar import models_dir
+from emoscope.bundle import ValidationData, read_manifest, read_validation
+from emoscope.errors import EmoScopeError
+from emoscope.explain import ExplainModel
 from emoscope.predict import Predictor
 
 
@@ -18,28 +28,25 @@ def load_predictor(path: str, mtime: float) -> Predictor:
 
 
 @st.cache_resource(show_spinner="Preparing the explainers…", max_entries=4)
-def load_explain_model(path: str, mtime: float):
+def load_explain_model(path: str, mtime: float) -> ExplainModel:
     """The explainer view of the shared Predictor (eager-attention copies load on first use)."""
-    from emoscope.explain import ExplainModel
-
     return ExplainModel(load_predictor(path, mtime))
 
 
 @st.cache_resource(max_entries=4)
-def load_validation(path: str, mtime: float):
+def load_validation(path: str, mtime: float) -> ValidationData | None:
     """The bundle's validation texts, gold labels and probabilities (read-only, shared)."""
-    from emoscope.bundle import read_manifest, read_validation
-
     return read_validation(path, read_manifest(path, verify=False))
 
 
 def bundle_mtime(path) -> float:
-    from pathlib import Path
-
+    """The mtime of the bundle's manifest: the second half of every cache key above."""
     return (Path(path) / "manifest.json").stat().st_mtime
 
 
-def require_validation(predictor: Predictor, missing: str):
+
+
+def require_validation(predictor: Predictor, missing: str) -> ValidationData:
     """The bundle's validation data; stops the page with ``missing`` as a warning when it has none."""
     validation = load_validation(str(predictor.path), bundle_mtime(predictor.path))
     if validation is None:
@@ -50,9 +57,6 @@ def require_validation(predictor: Predictor, missing: str):
 
 def require_predictor() -> Predictor:
     """The sidebar's bundle, loaded; stops the page with a clear message when there is none."""
-    from emoscope.errors import EmoScopeError
-    from emoscope.ui import models_dir
-
     path = st.session_state.get("bundle_path")
     if path is None:
         st.info(f"No trained model found in `{models_dir()}`. Open **Train** to train the default model here, "
@@ -65,15 +69,17 @@ def require_predictor() -> Predictor:
         st.stop()
 
 
+
+
+
+
 def thresholds_key(predictor: Predictor) -> str:
     """Session-state key of the thresholds this user is tuning for this bundle."""
     return f"thresholds::{predictor.path}"
 
 
-def current_thresholds(predictor: Predictor):
+def current_thresholds(predictor: Predictor) -> np.ndarray:
     """This user's thresholds for the bundle (the bundle's own until they move a slider)."""
-    import numpy as np
-
     key = thresholds_key(predictor)
     if key not in st.session_state:
         st.session_state[key] = [float(t) for t in predictor.thresholds]

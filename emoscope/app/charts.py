@@ -1,56 +1,20 @@
-"""Plain functions behind the Streamlit pages: finding bundles, charts and safe HTML.
+"""The app's plotly figures: probabilities, confusion matrices, co-occurrence, PR curves,
+reliability, top words and attention maps.
 
-Kept out of the pages so they are testable without Streamlit and shared by every page.
+Plain functions from arrays to ``plotly`` figures, testable without Streamlit; the pages
+pass them to ``st.plotly_chart``. Words are wrapped in Unicode first-strong isolates so Arabic
+and English words keep their own direction in the axis labels.
 """
 
 from __future__ import annotations
 
-import html
-import os
-from pathlib import Path
-from typing import Any
-
-from emoscope.text import is_rtl
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def models_dir() -> Path:
-    """Where the app looks for bundles: ``EMOSCOPE_MODELS_DIR`` or ``models/`` in the checkout."""
-    return Path(os.environ.get("EMOSCOPE_MODELS_DIR", REPO_ROOT / "models")).expanduser()
-
-
-def bundle_label(manifest: dict[str, Any]) -> str:
-    """A one-line description of a bundle for the model picker."""
-    metrics = manifest.get("metrics", {})
-    scored = metrics.get("eval") or metrics.get("validation") or {}
-    score = f", macro-F1 {scored['macro_f1']:.2f}" if isinstance(scored.get("macro_f1"), float) else ""
-    langs = "/".join(manifest.get("languages", [])) or "?"
-    return f"{manifest.get('name', '?')} ({langs}, {len(manifest.get('labels', []))} labels{score})"
-
-
-def text_html(text: str) -> str:
-    """User text as escaped HTML that reads right to left when it is Arabic.
-
-    ``dir="auto"`` lets the browser take the direction from the first strong character;
-    when Arabic letters dominate the direction is set to ``rtl`` outright, so a text that
-    starts with ``@user``, a Latin word or a number still reads (and aligns) right to left.
-    """
-    style = "white-space: pre-wrap; font-size: 1.15rem; line-height: 1.8; unicode-bidi: isolate"
-    if is_rtl(text):
-        return f'<div class="emoscope-text" dir="rtl" style="{style}; text-align: right">{html.escape(text)}</div>'
-    return f'<div class="emoscope-text" dir="auto" style="{style}; text-align: start">{html.escape(text)}</div>'
-
-
-# Streamlit's text inputs are left to right; plaintext bidi gives each paragraph the direction
-# of its first strong character, so Arabic typed into them reads and aligns right to left.
-INPUT_BIDI_CSS = "<style>textarea, input[type='text'] { unicode-bidi: plaintext; text-align: start; }</style>"
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 
 def probability_figure(labels: list[str], probs: list[float], thresholds: list[float]):
     """A horizontal plotly bar per label, predicted labels highlighted, each threshold marked."""
-    import plotly.graph_objects as go
-
     order = sorted(range(len(labels)), key=lambda i: probs[i])
     colours = ["#7c3aed" if probs[i] >= thresholds[i] else "#c4b5fd" for i in order]
     fig = go.Figure(go.Bar(
@@ -68,10 +32,6 @@ def probability_figure(labels: list[str], probs: list[float], thresholds: list[f
 
 def confusion_grid(matrices, labels: list[str]):
     """One 2x2 heatmap per label (counts, with row rates in the hover)."""
-    import numpy as np
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
     cols = min(4, len(labels))
     rows = -(-len(labels) // cols)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=labels, horizontal_spacing=0.06, vertical_spacing=0.12)
@@ -89,8 +49,7 @@ def confusion_grid(matrices, labels: list[str]):
 
 
 def cooccurrence_figure(matrix, labels: list[str], title: str):
-    import plotly.graph_objects as go
-
+    """A label × label heatmap of P(column | row)."""
     fig = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, colorscale="Purples", zmin=0, zmax=1,
                                texttemplate="%{z:.2f}", hovertemplate="P(%{x} | %{y}) = %{z:.2f}<extra></extra>"))
     fig.update_yaxes(autorange="reversed")
@@ -99,8 +58,7 @@ def cooccurrence_figure(matrix, labels: list[str], title: str):
 
 
 def pr_curve_figure(curve: dict, point: tuple[float, float], label: str):
-    import plotly.graph_objects as go
-
+    """One label's precision–recall curve, its current threshold marked."""
     fig = go.Figure(go.Scatter(x=curve["recall"], y=curve["precision"], mode="lines", name=label,
                                customdata=curve["thresholds"],
                                hovertemplate="threshold %{customdata:.3f}<br>recall %{x:.2f}, precision %{y:.2f}<extra></extra>"))
@@ -112,8 +70,7 @@ def pr_curve_figure(curve: dict, point: tuple[float, float], label: str):
 
 
 def reliability_figure(table, label: str):
-    import plotly.graph_objects as go
-
+    """Observed frequency against mean predicted probability per bin, beside the diagonal."""
     fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#9ca3af"},
                                name="perfect"))
     fig.add_trace(go.Scatter(x=table["predicted"], y=table["observed"], mode="lines+markers", name=label,
@@ -125,8 +82,7 @@ def reliability_figure(table, label: str):
 
 
 def top_words_figure(pairs: list[tuple[str, float]], label: str):
-    import plotly.graph_objects as go
-
+    """The highest-scoring words for a label as horizontal bars (orange for, purple against)."""
     pairs = list(reversed(pairs))
     fig = go.Figure(go.Bar(x=[s for _, s in pairs], y=[f"\u2068{w}\u2069" for w, _ in pairs], orientation="h",
                            marker_color=["#e66101" if s > 0 else "#5e3c99" for _, s in pairs],
@@ -137,8 +93,7 @@ def top_words_figure(pairs: list[tuple[str, float]], label: str):
 
 
 def attention_figure(matrix, words: list[str], title: str):
-    import plotly.graph_objects as go
-
+    """A word × word attention heatmap."""
     isolated = [f"\u2068{w}\u2069" for w in words]
     fig = go.Figure(go.Heatmap(z=matrix, x=isolated, y=isolated, colorscale="Purples",
                                hovertemplate="%{y} → %{x}: %{z:.3f}<extra></extra>"))

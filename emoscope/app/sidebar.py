@@ -1,0 +1,78 @@
+"""The sidebar model picker and where bundles are found: ``models_dir``, ``bundle_label``, ``pick_bundle``.
+
+``models_dir`` and ``bundle_label`` are plain functions (no Streamlit at import, tested without
+it); ``pick_bundle`` draws the picker and imports Streamlit when it runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from emoscope.bundle import find_bundles, read_manifest
+from emoscope.errors import EmoScopeError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def models_dir() -> Path:
+    """Where the app looks for bundles: ``EMOSCOPE_MODELS_DIR`` or ``models/`` in the checkout."""
+    return Path(os.environ.get("EMOSCOPE_MODELS_DIR", REPO_ROOT / "models")).expanduser()
+
+
+def bundle_label(manifest: dict[str, Any]) -> str:
+    """A one-line description of a bundle for the model picker."""
+    metrics = manifest.get("metrics", {})
+    scored = metrics.get("eval") or metrics.get("validation") or {}
+    score = f", macro-F1 {scored['macro_f1']:.2f}" if isinstance(scored.get("macro_f1"), float) else ""
+    langs = "/".join(manifest.get("languages", [])) or "?"
+    return f"{manifest.get('name', '?')} ({langs}, {len(manifest.get('labels', []))} labels{score})"
+
+
+def listed_bundles(folder: Path, preselect: str | None) -> list[Path]:
+    """The bundles in ``folder``, newest first, with ``EMOSCOPE_MODEL`` first when it names one outside it."""
+    bundles = find_bundles(folder)
+    wanted = Path(preselect).expanduser() if preselect else None
+    if wanted is not None and (wanted / "manifest.json").exists() and \
+            not any(p.resolve() == wanted.resolve() for p in bundles):
+        bundles.insert(0, wanted)  # a bundle outside the models folder, named explicitly
+    return bundles
+
+
+def pick_bundle() -> Path | None:
+    """Sidebar picker over the bundles in the models folder; None when there are none."""
+    import streamlit as st  # here, not at the top: models_dir and bundle_label stay Streamlit-free
+
+    folder = models_dir()
+    st.sidebar.title("EmoScope")
+    preselect = os.environ.get("EMOSCOPE_MODEL")
+    bundles = listed_bundles(folder, preselect)
+    if not bundles:
+        return None
+    labels = {}
+    for path in bundles:
+        try:
+            labels[path] = bundle_label(read_manifest(path, verify=False))
+        except EmoScopeError as exc:
+            labels[path] = f"{path.name} (unreadable: {exc})"
+    index = 0
+    if preselect:
+        wanted = Path(preselect).expanduser()
+        match = [i for i, p in enumerate(bundles) if p.resolve() == wanted.resolve() or p.name == preselect]
+        if match:
+            index = match[0]
+        else:
+            st.sidebar.warning(f"EMOSCOPE_MODEL={preselect} is not a bundle (no manifest.json there or in {folder})")
+    choice = st.sidebar.selectbox("Model", bundles, index=index, format_func=lambda p: labels[p], key="model_picker")
+    try:
+        manifest = read_manifest(choice, verify=False)
+        data = manifest.get("data", {})
+        kind = manifest.get("model", {}).get("kind", "?")
+        encoders = ", ".join(e.get("name") or e.get("source", "?") for e in manifest.get("model", {}).get("encoders", []))
+        st.sidebar.caption(f"{kind}: {encoders}  \nlabels: {', '.join(manifest['labels'])}  \n"
+                           f"trained on {data.get('train', '?')} ({data.get('n_train', '?')} texts)")
+    except EmoScopeError:
+        pass
+    st.sidebar.caption(f"Bundles in `{folder}`")
+    return choice
