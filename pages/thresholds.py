@@ -9,7 +9,8 @@ import streamlit as st
 from emoscope import bundle as bundle_io
 from emoscope.analysis import precision_recall_curve
 from emoscope.app.charts import pr_curve_figure
-from emoscope.app.state import current_thresholds, require_predictor, require_validation, thresholds_key
+from emoscope.app.state import (bundle_mtime, current_thresholds, forget_bundle, forget_thresholds, require_predictor,
+                                require_validation, thresholds_key)
 from emoscope.errors import EmoScopeError
 from emoscope.metrics import compute_metrics
 from emoscope.thresholds import tune_thresholds
@@ -68,12 +69,16 @@ st.plotly_chart(pr_curve_figure(curve, (row["recall"], row["precision"]), chosen
 
 s1, s2 = st.columns(2)
 if s1.button("Save these thresholds into the bundle"):
+    loaded_at = bundle_mtime(predictor.path)
     try:
         bundle_io.update_thresholds(predictor.path, thresholds)
     except EmoScopeError as exc:
         st.error(f"Could not save: {exc}")
     else:
         st.success(f"Saved into {predictor.path / 'manifest.json'}; the model reloads with them.")
-        st.cache_resource.clear()
+        # The new manifest mtime makes this bundle load afresh (with the saved thresholds) on the
+        # next run; its old copies are dropped, every other bundle stays loaded for every user.
+        forget_bundle(predictor.path, loaded_at)
+        forget_thresholds(predictor)
 s2.download_button("Download thresholds (JSON)", json.dumps(dict(zip(labels, map(float, thresholds))), indent=1),
                    file_name=f"{predictor.name}-thresholds.json", mime="application/json")

@@ -3,7 +3,7 @@
 One ``Predictor`` (and one ``ExplainModel``, one copy of the validation data) per bundle per
 process, shared by every session and never mutated: ``st.cache_resource`` keyed by the
 bundle's path and its manifest's mtime, so a bundle whose manifest changes (retrained, new
-thresholds saved) loads afresh. Per-user state (text, thresholds being tuned) lives in
+thresholds saved) loads afresh and ``forget_bundle`` drops only that bundle's old copies. Per-user state (text, thresholds being tuned) lives in
 ``st.session_state``.
 """
 
@@ -44,6 +44,10 @@ def bundle_mtime(path) -> float:
     return (Path(path) / "manifest.json").stat().st_mtime
 
 
+def forget_bundle(path, mtime: float) -> None:
+    """Drop the cached copies of one bundle loaded at ``mtime``; every other bundle stays loaded."""
+    for loader in (load_explain_model, load_predictor, load_validation):
+        loader.clear(str(path), mtime)
 
 
 def require_validation(predictor: Predictor, missing: str) -> ValidationData:
@@ -84,3 +88,8 @@ def current_thresholds(predictor: Predictor) -> np.ndarray:
     if key not in st.session_state:
         st.session_state[key] = [float(t) for t in predictor.thresholds]
     return np.asarray(st.session_state[key], dtype=float)
+
+
+def forget_thresholds(predictor: Predictor) -> None:
+    """Drop this user's thresholds for the bundle: the next run reads the bundle's own again."""
+    st.session_state.pop(thresholds_key(predictor), None)
