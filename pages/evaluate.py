@@ -1,4 +1,8 @@
-"""Evaluate page: confusion matrices, report, co-occurrence, calibration, ROC-AUC."""
+"""Evaluate page: confusion matrices, report, co-occurrence, calibration, ROC-AUC.
+
+An uploaded file's probabilities are cached (``state.upload_probabilities``, keyed by the file's hash,
+the bundle and its mtime), so moving a widget reruns no model.
+"""
 
 import tempfile
 from pathlib import Path
@@ -9,7 +13,8 @@ import streamlit as st
 
 from emoscope.analysis import expected_calibration_error, reliability
 from emoscope.app.charts import confusion_grid, cooccurrence_figure, reliability_figure
-from emoscope.app.state import current_thresholds, require_predictor, require_validation
+from emoscope.app.state import (bundle_mtime, current_thresholds, file_digest, require_predictor, require_validation,
+                                upload_probabilities)
 from emoscope.data import align_labels, load_dataset
 from emoscope.errors import EmoScopeError
 from emoscope.metrics import compute_metrics, label_cooccurrence, multilabel_confusion
@@ -36,7 +41,9 @@ else:
             st.error(f"This file cannot be used: {exc}")
             st.stop()
     with st.spinner(f"Predicting {len(dataset)} texts…"):
-        y, probs, mask = dataset.labels, predictor.predict_proba(dataset.texts), dataset.label_mask
+        digest = file_digest(upload.name, upload.getvalue())
+        probs = upload_probabilities(digest, str(predictor.path), bundle_mtime(predictor.path), dataset.texts)
+    y, mask = dataset.labels, dataset.label_mask
 
 metrics = compute_metrics(y, probs, thresholds, label_names=labels, label_mask=mask)
 c = st.columns(5)

@@ -338,6 +338,28 @@ def test_saving_thresholds_reloads_only_that_bundle(models_dir, tiny_bundle):
     assert not at.exception and at.slider(key=f"slider::{label}").value == 0.93
 
 
+def test_evaluate_predicts_an_uploaded_file_once_across_reruns(models_dir, tiny_data, monkeypatch):
+    from emoscope.predict import Predictor
+
+    calls = []
+    predict_proba = Predictor.predict_proba
+
+    def counted(self, texts):
+        calls.append(len(texts))
+        return predict_proba(self, texts)
+
+    monkeypatch.setattr(Predictor, "predict_proba", counted)
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/evaluate.py").run()
+    at.radio[0].set_value("an uploaded labelled file").run()
+    at.get("file_uploader")[0].upload("dev.csv", Path(tiny_data["dev"]).read_bytes(), "text/csv")
+    at.run()
+    at.selectbox(key="reliability_label").select("joy").run()
+    at.run()
+    assert not at.exception and "60 texts" in " ".join(c.value for c in at.caption)
+    assert calls == [60]
+
+
 def test_user_text_is_escaped_on_every_page_that_shows_it(models_dir, monkeypatch):
     import dataclasses
 

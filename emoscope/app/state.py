@@ -3,12 +3,16 @@
 One ``Predictor`` (and one ``ExplainModel``, one copy of the validation data) per bundle per
 process, shared by every session and never mutated: ``st.cache_resource`` keyed by the
 bundle's path and its manifest's mtime, so a bundle whose manifest changes (retrained, new
-thresholds saved) loads afresh and ``forget_bundle`` drops only that bundle's old copies. Per-user state (text, thresholds being tuned) lives in
+thresholds saved) loads afresh and ``forget_bundle`` drops only that bundle's old copies.
+Probabilities of an uploaded file are cached per process too (``st.cache_data`` keyed by the
+file's hash, the bundle and its mtime). Per-user state (text, thresholds being tuned) lives in
 ``st.session_state``.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -73,8 +77,19 @@ def require_predictor() -> Predictor:
         st.stop()
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def upload_probabilities(digest: str, path: str, mtime: float, _texts: Sequence[str]) -> np.ndarray:
+    """Probabilities of an uploaded file's texts, computed once per (file hash, bundle, mtime).
+
+    ``_texts`` is left out of the key (a leading underscore): the texts follow from the file's
+    name and bytes, hashed into ``digest`` (``file_digest``), and the bundle.
+    """
+    return load_predictor(path, mtime).predict_proba(_texts)
 
 
+def file_digest(name: str, data: bytes) -> str:
+    """The sha256 of an uploaded file's name and bytes (the name picks its reader), the key of its predictions."""
+    return hashlib.sha256(name.encode("utf-8") + b"\0" + data).hexdigest()
 
 
 def thresholds_key(predictor: Predictor) -> str:
