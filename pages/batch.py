@@ -1,26 +1,35 @@
-"""Batch page: upload a CSV/TSV/JSONL file, choose the text column, predict, download."""
+"""Batch page: upload a CSV/TSV/JSONL file, choose the text column, predict under this user's thresholds, download.
 
-import tempfile
+The upload and its predictions live in this session's one work folder (``emoscope.app.workdir``):
+a new upload replaces the previous one's files, and the folder goes with the session.
+"""
+
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from emoscope.app.state import require_predictor
+from emoscope.app.state import current_thresholds, require_predictor
+from emoscope.app.workdir import fresh_workdir, session_workdir
 from emoscope.errors import EmoScopeError
 from emoscope.predict import file_columns
 
 st.header("Batch prediction")
 predictor = require_predictor()
+thresholds = current_thresholds(predictor)
 upload = st.file_uploader("CSV, TSV or JSONL file (UTF-8)", type=["csv", "tsv", "txt", "jsonl", "ndjson"], key="batch_file")
 if upload is None:
-    st.caption("Each row gets `prob_<label>` and `<label>` (0/1) columns; rows with an empty text are kept with empty "
-               "cells. The upload size limit is set in `.streamlit/config.toml`.")
+    st.caption("Each row gets `prob_<label>` and `<label>` (0/1, under your thresholds from the Thresholds page) "
+               "columns; rows with an empty text are kept with empty cells. The upload size limit is set in "
+               "`.streamlit/config.toml`.")
     st.stop()
 
-workdir = Path(tempfile.mkdtemp(prefix="emoscope-batch-"))
+workdir = session_workdir("batch")
 source = workdir / Path(upload.name).name
-source.write_bytes(upload.getvalue())
+if st.session_state.get("batch_upload") != upload.file_id or not source.exists():
+    workdir = fresh_workdir("batch")  # a new upload: the previous one's files go
+    source.write_bytes(upload.getvalue())
+    st.session_state["batch_upload"] = upload.file_id
 try:
     columns = file_columns(source)
 except EmoScopeError as exc:
@@ -29,11 +38,14 @@ except EmoScopeError as exc:
 default = next((i for i, c in enumerate(columns) if c.lower() in ("text", "tweet", "sentence")), 0)
 column = st.selectbox("Text column", columns, index=default, key="batch_column")
 out_name = f"{source.stem}-emoscope{source.suffix if source.suffix in ('.csv', '.tsv', '.jsonl') else '.csv'}"
+shown_thresholds = ", ".join(f"{label} {t:.2f}" for label, t in zip(predictor.labels, thresholds))
+st.caption(f"The 0/1 label columns use your thresholds from the Thresholds page: {shown_thresholds}.")
 if st.button("Predict", type="primary"):
     bar = st.progress(0.0, text="Predicting…")
     total = max(1, sum(1 for _ in source.open("rb")) - (0 if source.suffix in (".jsonl", ".ndjson") else 1))
     try:
         stats = predictor.predict_file(source, workdir / out_name, text_column=column, chunk_size=256,
+                                       thresholds=thresholds,
                                        on_progress=lambda done: bar.progress(min(1.0, done / total),
                                                                              text=f"{done} of ~{total} rows"))
     except EmoScopeError as exc:
@@ -41,15 +53,15 @@ if st.button("Predict", type="primary"):
         st.error(f"Prediction stopped: {exc}")
         st.stop()
     bar.progress(1.0, text="Done")
-    st.session_state["batch_result"] = (upload.file_id, str(workdir / out_name), stats)
+    st.session_state["batch_result"] = (upload.file_id, str(workdir / out_name), stats, shown_thresholds)
 if "batch_result" in st.session_state:
-    file_id, path, stats = st.session_state["batch_result"]
+    file_id, path, stats, used = st.session_state["batch_result"]
     path = Path(path)
     if file_id == upload.file_id and path.exists():  # results of this upload, not an earlier one
         msg = f"{stats['rows']} rows: {stats['predicted']} predicted"
         if stats["empty"]:
             msg += f", {stats['empty']} with an empty text (kept, no prediction)"
-        st.success(msg)
+        st.success(f"{msg}; labels under your session thresholds ({used}).")
         if path.suffix == ".jsonl":
             preview = pd.read_json(path, lines=True, nrows=50)
         else:

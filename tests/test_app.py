@@ -1,10 +1,12 @@
 """The Streamlit app through AppTest, against a real tiny bundle (no mocks; one test counts model calls)."""
 
+import gc
 import html
 import json
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -336,6 +338,55 @@ def test_saving_thresholds_reloads_only_that_bundle(models_dir, tiny_bundle):
     assert reloaded is not before and abs(float(reloaded.thresholds[0]) - 0.93) < 1e-6
     at.run()
     assert not at.exception and at.slider(key=f"slider::{label}").value == 0.93
+
+
+def _batch_folders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.name.startswith("emoscope-batch-"))
+
+
+def test_batch_keeps_one_bounded_work_folder_per_session_and_removes_it_with_the_session(models_dir, tmp_path,
+                                                                                          monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/batch.py").run()
+    at.get("file_uploader")[0].upload("first.csv", b"id,text\n1,so furious today\n", "text/csv")
+    at.run()
+    _button(at, "Predict").click().run()
+    for _ in range(3):
+        at.run()
+    assert not at.exception
+    [folder] = _batch_folders(scratch)
+    assert sorted(p.name for p in folder.iterdir()) == ["first-emoscope.csv", "first.csv"]
+    at.get("file_uploader")[0].upload("second.csv", b"id,text\n1,so happy today\n", "text/csv")
+    at.run()
+    _button(at, "Predict").click().run()
+    at.run()
+    assert not at.exception and _batch_folders(scratch) == [folder]
+    assert sorted(p.name for p in folder.iterdir()) == ["second-emoscope.csv", "second.csv"]  # the first upload's went
+    del at  # the session ends: its state, and the folder with it, go
+    gc.collect()
+    assert not folder.exists() and not _batch_folders(scratch)
+
+
+def test_batch_predicts_under_the_session_thresholds_and_says_so(models_dir):
+    from emoscope.predict import Predictor
+
+    texts = ["so furious today", "سعيد اليوم في البيت"]
+    assert any(p.labels for p in Predictor(models_dir / "tiny").predict(texts))  # the bundle's thresholds give labels
+    labels = json.loads((models_dir / "tiny" / "manifest.json").read_text())["labels"]
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state[f"thresholds::{models_dir / 'tiny'}"] = [1.0] * len(labels)
+    at.run()
+    at.switch_page("pages/batch.py").run()
+    at.get("file_uploader")[0].upload("rows.csv", ("text\n" + "\n".join(texts) + "\n").encode("utf-8"), "text/csv")
+    at.run()
+    assert any("your thresholds from the Thresholds page" in c.value and "1.00" in c.value for c in at.caption)
+    _button(at, "Predict").click().run()
+    assert not at.exception and "session thresholds" in at.success[0].value
+    frame = at.dataframe[0].value
+    assert len(frame) == 2 and all((frame[label] == 0).all() for label in labels)
 
 
 def test_evaluate_predicts_an_uploaded_file_once_across_reruns(models_dir, tiny_data, monkeypatch):
