@@ -160,7 +160,12 @@ class Manifest:
 
     @property
     def train_data(self) -> str:
+        """The training data's name (its spec or file)."""
         return str(self.data.get("train", "?"))
+
+    @property
+    def n_train(self) -> int | None:
+        return self.data.get("n_train")
 
     def headline_f1(self) -> float | None:
         """Macro-F1 on the eval split, else on validation (None when neither was recorded)."""

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-
 from emoscope.bundle import find_bundles, read_manifest
 from emoscope.errors import EmoScopeError
+from emoscope.manifest import Manifest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -21,13 +20,19 @@ def models_dir() -> Path:
     return Path(os.environ.get("EMOSCOPE_MODELS_DIR", REPO_ROOT / "models")).expanduser()
 
 
-def bundle_label(manifest: dict[str, Any]) -> str:
+def bundle_label(manifest: Manifest) -> str:
     """A one-line description of a bundle for the model picker."""
-    metrics = manifest.get("metrics", {})
-    scored = metrics.get("eval") or metrics.get("validation") or {}
-    score = f", macro-F1 {scored['macro_f1']:.2f}" if isinstance(scored.get("macro_f1"), float) else ""
-    langs = "/".join(manifest.get("languages", [])) or "?"
-    return f"{manifest.get('name', '?')} ({langs}, {len(manifest.get('labels', []))} labels{score})"
+    f1 = manifest.headline_f1()
+    score = f", macro-F1 {f1:.2f}" if f1 is not None else ""
+    langs = "/".join(manifest.languages) or "?"
+    return f"{manifest.name or '?'} ({langs}, {manifest.n_labels} labels{score})"
+
+
+def bundle_caption(manifest: Manifest) -> str:
+    """What the picked bundle is: its kind, encoders, labels and training data."""
+    encoders = ", ".join(e.name or e.source for e in manifest.model.encoders)
+    return (f"{manifest.model.kind}: {encoders}  \nlabels: {', '.join(manifest.labels)}  \n"
+            f"trained on {manifest.train_data} ({manifest.n_train if manifest.n_train is not None else '?'} texts)")
 
 
 def listed_bundles(folder: Path, preselect: str | None) -> list[Path]:
@@ -66,12 +71,7 @@ def pick_bundle() -> Path | None:
             st.sidebar.warning(f"EMOSCOPE_MODEL={preselect} is not a bundle (no manifest.json there or in {folder})")
     choice = st.sidebar.selectbox("Model", bundles, index=index, format_func=lambda p: labels[p], key="model_picker")
     try:
-        manifest = read_manifest(choice, verify=False)
-        data = manifest.get("data", {})
-        kind = manifest.get("model", {}).get("kind", "?")
-        encoders = ", ".join(e.get("name") or e.get("source", "?") for e in manifest.get("model", {}).get("encoders", []))
-        st.sidebar.caption(f"{kind}: {encoders}  \nlabels: {', '.join(manifest['labels'])}  \n"
-                           f"trained on {data.get('train', '?')} ({data.get('n_train', '?')} texts)")
+        st.sidebar.caption(bundle_caption(read_manifest(choice, verify=False)))
     except EmoScopeError:
         pass
     st.sidebar.caption(f"Bundles in `{folder}`")
