@@ -1,22 +1,31 @@
-"""Explain page: which words drove each label (LIME, Integrated Gradients, attention)."""
+"""Explain page: which words drove each label (LIME, Integrated Gradients, attention).
+
+Each method's widgets come from its declared parameters (``emoscope.app.explain_widgets``);
+the page itself knows no method's parameters.
+"""
 
 import json
 
 import streamlit as st
 
 from emoscope.app.charts import attention_figure, top_words_figure
+from emoscope.app.explain_widgets import param_widgets
+from emoscope.app.markup import show_html
 from emoscope.app.state import bundle_mtime, load_explain_model, require_predictor
 from emoscope.errors import EmoScopeError
-from emoscope.explain import explain_cached, faithfulness, render_html
+from emoscope.explain import METHODS, explain_cached, faithfulness, render_html
 
 st.header("Explain a prediction")
 predictor = require_predictor()
+model = load_explain_model(str(predictor.path), bundle_mtime(predictor.path))
 if "explain_text" not in st.session_state:
     st.session_state["explain_text"] = st.session_state.get("predict_text", "")
 text = st.text_area("Text", key="explain_text", height=100)
 c1, c2 = st.columns([1, 2])
-method_name = c1.radio("Method", ["Integrated Gradients", "LIME", "attention"], key="explain_method")
-method = {"Integrated Gradients": "ig", "LIME": "lime", "attention": "attention"}[method_name]
+by_title = {info.title: info for info in METHODS.values()}
+method_name = c1.radio("Method", list(by_title), key="explain_method")
+info = by_title[method_name]
+method = info.name
 default_labels = [lab for lab in st.session_state.get("explain_labels", []) if lab in predictor.labels]
 if not default_labels and text.strip():
     try:  # the labels the model predicts for this text (or its most probable one)
@@ -25,29 +34,7 @@ if not default_labels and text.strip():
     except EmoScopeError:
         default_labels = []
 labels = c2.multiselect("Labels", predictor.labels, default=default_labels or predictor.labels[:1], key="explain_label_pick")
-params: dict = {}
-with c2:
-    if method == "lime":
-        params["samples"] = st.select_slider("Samples", [100, 250, 500, 1000, 2000, 5000], value=500)
-        params["seed"] = st.number_input("Seed", 0, 10_000, 0)
-    elif method == "ig":
-        params["n_steps"] = st.select_slider("Steps", [8, 16, 32, 50, 100], value=32)
-    if method in ("lime", "ig"):
-        params["precision"] = st.radio(
-            "Precision", ["auto", "fp32"], horizontal=True,
-            help="auto: bf16 matrix products where the hardware has them (AMX CPUs, bf16 GPUs), "
-                 "2-3x faster; fp32: exactly as predictions run. The probabilities shown are always fp32.")
-    else:
-        names = predictor.manifest["model"].get("encoders") or []
-        choices = ["fine-tuned", "all"] + [e.get("name", f"encoder{i}") for i, e in enumerate(names)] if len(names) > 1 else ["all"]
-        params["encoder"] = st.selectbox("Encoder", choices, help="fine-tuned: the encoders trained on emotions "
-                                         "(their attention was the more faithful on the dev sample); all: averaged over every encoder")
-        rollout = st.checkbox("Attention rollout (all layers)")
-        params["rollout"] = rollout
-        if not rollout:
-            params["layer"] = st.number_input("Layer (-1 = last)", -1, 47, -1)
-            head = st.text_input("Head (number, or 'mean')", "mean")
-            params["head"] = head if head == "mean" else int(head) if head.strip().isdigit() else "mean"
+params = param_widgets(info, model, c2)
 
 if not text.strip():
     st.caption("Type a text, or come here from Predict or Errors.")
@@ -58,7 +45,6 @@ if not labels:
 if not st.button("Explain", type="primary") and st.session_state.get("explain_last") != (text, method, tuple(labels), json.dumps(params)):
     st.stop()
 st.session_state["explain_last"] = (text, method, tuple(labels), json.dumps(params))
-model = load_explain_model(str(predictor.path), bundle_mtime(predictor.path))
 try:
     bar = st.progress(0.0, text=f"Computing {method_name} for {len(labels)} label(s)…")
     exp = explain_cached(model, text, method, labels, params,
@@ -73,19 +59,18 @@ except EmoScopeError as exc:
 ran_in = f" · ran in {exp.diagnostics['precision']}" if "precision" in exp.diagnostics else ""
 st.caption(f"{method_name} · {exp.runtime_s:.2f} s{ran_in} · parameters {json.dumps(exp.params)}")
 for label in exp.labels:
-    st.html(render_html(exp, label))
+    show_html(render_html(exp, label))
     f = faith[label]
     st.caption(f"faithfulness for {label}: comprehensiveness {f['comprehensiveness']:+.3f} (higher is better), "
                f"sufficiency {f['sufficiency']:+.3f} (lower is better)")
 tabs = st.tabs([f"top words: {label}" for label in exp.labels])
 for tab, label in zip(tabs, exp.labels):
     tab.plotly_chart(top_words_figure(exp.labels[label].top(10, exp.words), label), width="stretch")
-if method == "attention":
-    for name, info in exp.extra["attention"].items():
-        st.plotly_chart(attention_figure(info["word_matrix"], [w.text for w in exp.words],
-                                         f"{name}: {'rollout' if params.get('rollout') else 'layer ' + str(params.get('layer'))}"
-                                         f" ({info['layers']} layers × {info['heads']} heads)"), width="stretch")
-if method == "ig":
+for name, matrix in exp.extra.get("attention", {}).items():  # attention: one word x word map per encoder
+    read = "rollout" if exp.params.get("rollout") else f"layer {exp.params.get('layer')}"
+    st.plotly_chart(attention_figure(matrix["word_matrix"], [w.text for w in exp.words],
+                                     f"{name}: {read} ({matrix['layers']} layers × {matrix['heads']} heads)"), width="stretch")
+if "convergence_delta" in exp.diagnostics:  # integrated gradients
     st.caption("completeness gap per label (attributions vs probability change): "
                + ", ".join(f"{k} {v:+.4f}" for k, v in exp.diagnostics["convergence_delta"].items()))
 d1, d2 = st.columns(2)

@@ -260,7 +260,7 @@ def test_stacked_bundle_is_explained_by_every_method(tiny_encoder, tiny_encoder_
     from dataclasses import replace
 
     from conftest import tiny_stack_config
-    from emoscope.stack import train_stack
+    from emoscope.training import train_stack
 
     monkeypatch.setenv("EMOSCOPE_CACHE_DIR", str(tmp_path / "cache"))
     config = tiny_stack_config([(tiny_encoder, False), (tiny_encoder_b, False)], tiny_data, folds=0)
@@ -329,3 +329,208 @@ def test_attention_encoder_choice(tiny_model):
                                default.scores("anger"))
     with pytest.raises(InputError, match="unknown encoder 'nope'"):
         explain(tiny_model, TEXT, "attention", ["anger"], {"encoder": "nope"})
+
+
+# --- declared parameters -------------------------------------------------------------------------
+
+
+def test_defaults_come_from_the_declared_specs():
+    from emoscope.explain import METHODS, resolve_params
+
+    assert list(METHODS) == ["ig", "lime", "attention"]  # the Explain page's order
+    for name, info in METHODS.items():
+        resolved = resolve_params(name, None)
+        assert resolved == {s.name: s.default for s in info.params} and list(resolved) == [s.name for s in info.params]
+        assert all(s.help for s in info.params), name
+    assert resolve_params("lime", {"samples": 300}) == {"samples": 300, "seed": 0, "batch_size": 64, "top_k": 10,
+                                                        "precision": "auto"}
+    assert resolve_params("attention", None) == {"layer": -1, "head": "mean", "rollout": False, "encoder": "fine-tuned"}
+    assert resolve_params("ig", None) == {"n_steps": 50, "internal_batch_size": 16, "precision": "auto"}
+
+
+@pytest.mark.parametrize("method,params,message", [
+    ("lime", {"samples": 5}, "lime: samples must be at least 10, got 5"),
+    ("lime", {"seed": -1}, "lime: seed must be in 0..4294967295, got -1"),
+    ("lime", {"seed": "abc"}, "lime: seed must be an integer, got 'abc'"),
+    ("lime", {"batch_size": 0}, "lime: batch_size must be at least 1, got 0"),
+    ("lime", {"samples": True}, "lime: samples must be an integer, got True"),
+    ("lime", {"samples": 12.5}, "lime: samples must be an integer, got 12.5"),
+    ("ig", {"n_steps": 1}, "ig: n_steps must be at least 2, got 1"),
+    ("ig", {"internal_batch_size": 0}, "ig: internal_batch_size must be at least 1, got 0"),
+    ("ig", {"precision": "fp16"}, "ig: unknown precision 'fp16': precision must be one of auto, bf16, fp32"),
+    ("attention", {"head": "first"}, "attention: head must be an integer or 'mean', got 'first'"),
+    ("attention", {"head": -1}, "attention: head must be at least 0, got -1"),
+    ("attention", {"layer": -2}, "attention: layer must be at least -1, got -2"),
+    ("attention", {"rollout": "maybe"}, "attention: rollout must be true or false, got 'maybe'"),
+    ("attention", {"encoder": 3}, "attention: encoder must be a string, got 3"),
+])
+def test_range_and_type_errors_name_the_method_and_parameter(method, params, message):
+    from emoscope.explain import resolve_params
+
+    with pytest.raises(InputError, match=re.escape(message)):
+        resolve_params(method, params)
+
+
+def test_values_are_coerced_as_the_methods_read_them():
+    from emoscope.explain import parse_param, resolve_params
+
+    assert resolve_params("attention", {"head": "3", "layer": "0", "rollout": "true"}) == {
+        "layer": 0, "head": 3, "rollout": True, "encoder": "fine-tuned"}
+    assert resolve_params("lime", {"samples": 500.0, "seed": np.int64(4)})["samples"] == 500
+    assert type(resolve_params("lime", {"seed": np.int64(4)})["seed"]) is int
+    assert resolve_params("attention", {"rollout": 1, "head": "mean"})["rollout"] is True
+    assert parse_param("attention", "head", "mean") == "mean" and parse_param("attention", "head", "2") == 2
+    params = {"n_steps": 8}
+    assert resolve_params("ig", resolve_params("ig", params)) == resolve_params("ig", params)  # idempotent
+
+
+def test_model_dependent_bounds_and_choices_are_checked_with_the_model(tiny_model):
+    from emoscope.explain import resolve_params
+
+    assert resolve_params("attention", {"layer": 9})["layer"] == 9  # no model: its layer count is unknown
+    last = max(tiny_model.layers) - 1
+    with pytest.raises(InputError, match=re.escape(f"attention: layer must be in -1..{last}, got 9")):
+        resolve_params("attention", {"layer": 9}, tiny_model)
+    with pytest.raises(InputError, match="unknown encoder 'nope'.*fine-tuned, all, " + tiny_model.names[0]):
+        resolve_params("attention", {"encoder": "nope"}, tiny_model)
+    assert resolve_params("attention", {"encoder": tiny_model.names[0]}, tiny_model)["encoder"] == tiny_model.names[0]
+
+
+def test_register_method_checks_its_specs():
+    from emoscope.explain import ParamSpec, register_method
+
+    with pytest.raises(ValueError, match="repeat"):
+        register_method("twice", ParamSpec("a", int, 1, "a"), ParamSpec("a", int, 2, "a"))
+    with pytest.raises(ValueError, match="default of a"):
+        register_method("bad-default", ParamSpec("a", int, 1.5, "a"))
+    with pytest.raises(ValueError, match="page_order names no parameter b"):
+        register_method("bad-order", ParamSpec("a", int, 1, "a"), page_order=("b",))
+    with pytest.raises(TypeError, match="type must be one of"):
+        ParamSpec("a", list, [], "a")
+
+
+# --- the Explain page's widgets come from the specs ----------------------------------------------
+
+
+class RecordingUI:
+    """A stand-in for a Streamlit container: records each widget call, returns its start value."""
+
+    def __init__(self, answers: dict[str, object] | None = None):
+        self.calls: list[tuple[str, str, dict]] = []
+        self.answers = answers or {}
+
+    def __getattr__(self, widget: str):
+        def draw(label, *args, **kwargs):
+            self.calls.append((widget, label, {"args": args, **kwargs}))
+            if kwargs["key"] in self.answers:
+                return self.answers[kwargs["key"]]
+            if "index" in kwargs:
+                return (args[0] if args else kwargs["options"])[kwargs["index"]]
+            return kwargs["value"]
+        return draw
+
+    def by_key(self, key: str) -> tuple[str, str, dict]:
+        return next(c for c in self.calls if c[2]["key"] == key)
+
+
+@pytest.fixture
+def every_kind_of_parameter():
+    """A throwaway method with one parameter of each type and widget, unregistered afterwards."""
+    from emoscope.explain import METHODS, ParamSpec, Widget, register_method
+
+    specs = (
+        ParamSpec("count", int, 3, "an int in a range", min=1, max=9, widget=Widget("Count")),
+        ParamSpec("steps", int, 20, "an int on presets", min=2, widget=Widget("Steps", value=10, presets=(5, 10, 20))),
+        ParamSpec("ratio", float, 0.5, "a float", min=0.0, max=1.0),
+        ParamSpec("flag", bool, False, "a bool", widget=Widget("Flag")),
+        ParamSpec("pick", str, "b", "a choice from the model", choices=lambda m: ["a", "b", *m.names],
+                  widget=Widget("Pick")),
+        ParamSpec("mode", str, "x", "a radio choice", choices=("x", "y", "z"), widget=Widget(offered=("x", "y"), radio=True)),
+        ParamSpec("note", str, "hi", "a string"),
+        ParamSpec("head", int, "mean", "a number or a word", min=0, words=("mean",), widget=Widget(only_if={"flag": False})),
+        ParamSpec("hidden", int, 64, "not on the page", min=1, widget=None),
+    )
+    register_method("throwaway", *specs, title="Throwaway", page_order=("flag",))(
+        lambda model, text, indices, params: (np.zeros((len(indices), len(text.split()))), {"params": params}, {}))
+    yield METHODS["throwaway"]
+    METHODS.pop("throwaway")
+
+
+def test_widget_builder_draws_each_spec_as_its_widget(every_kind_of_parameter, tiny_model):
+    from emoscope.app.explain_widgets import param_widgets
+
+    ui = RecordingUI()
+    values = param_widgets(every_kind_of_parameter, tiny_model, ui)
+    assert [(w, label) for w, label, _ in ui.calls] == [
+        ("checkbox", "Flag"), ("number_input", "Count"), ("select_slider", "Steps"), ("number_input", "ratio"),
+        ("selectbox", "Pick"), ("radio", "mode"), ("text_input", "note"), ("text_input", "head")]
+    count = ui.by_key("explain_throwaway_count")[2]
+    assert (count["min_value"], count["max_value"], count["value"], count["step"]) == (1, 9, 3, 1)
+    assert count["help"] == "an int in a range"
+    ratio = ui.by_key("explain_throwaway_ratio")[2]
+    assert (ratio["min_value"], ratio["max_value"], ratio["value"]) == (0.0, 1.0, 0.5)
+    assert ui.by_key("explain_throwaway_steps")[2]["options"] == [5, 10, 20]
+    assert ui.by_key("explain_throwaway_pick")[2]["args"][0] == ["a", "b", *tiny_model.names]
+    mode = ui.by_key("explain_throwaway_mode")[2]
+    assert mode["args"][0] == ["x", "y"] and mode["horizontal"]
+    assert values == {"flag": False, "count": 3, "steps": 10, "ratio": 0.5, "pick": "b", "mode": "x", "note": "hi",
+                      "head": "mean"}  # "hidden" has no widget: its default applies
+
+
+def test_widget_builder_hides_what_only_if_rules_out_and_values_resolve(every_kind_of_parameter, tiny_model):
+    from emoscope.app.explain_widgets import param_widgets
+    from emoscope.explain import resolve_params
+
+    ui = RecordingUI({"explain_throwaway_flag": True})
+    values = param_widgets(every_kind_of_parameter, tiny_model, ui)
+    assert "head" not in values and all(c[2]["key"] != "explain_throwaway_head" for c in ui.calls)
+    assert resolve_params("throwaway", values, tiny_model)["head"] == "mean"
+    typed = param_widgets(every_kind_of_parameter, tiny_model, RecordingUI({"explain_throwaway_head": "2"}))
+    assert resolve_params("throwaway", typed, tiny_model)["head"] == 2
+
+
+def test_shipped_methods_draw_what_the_page_showed(tiny_model):
+    """The page's widgets for lime, ig and attention, as the hand-written page had them."""
+    from emoscope.app.explain_widgets import param_widgets
+    from emoscope.explain import METHODS
+
+    shown = {}
+    for name, info in METHODS.items():
+        ui = RecordingUI()
+        param_widgets(info, tiny_model, ui)
+        shown[name] = [(w, label) for w, label, _ in ui.calls]
+    assert shown["lime"] == [("select_slider", "Samples"), ("number_input", "Seed"), ("radio", "Precision")]
+    assert shown["ig"] == [("select_slider", "Steps"), ("radio", "Precision")]
+    assert shown["attention"] == [("selectbox", "Encoder"), ("checkbox", "Attention rollout (all layers)"),
+                                  ("number_input", "Layer (-1 = last)"), ("text_input", "Head (number, or 'mean')")]
+    ui = RecordingUI()
+    param_widgets(METHODS["attention"], tiny_model, ui)
+    assert ui.by_key("explain_attention_encoder")[2]["args"][0] == ["all"]  # one encoder: nothing to choose
+    layer = ui.by_key("explain_attention_layer")[2]
+    assert (layer["min_value"], layer["max_value"], layer["value"]) == (-1, tiny_model.layers[0] - 1, -1)
+
+
+def test_explain_page_builds_a_registered_methods_widgets(every_kind_of_parameter, tiny_bundle, tmp_path, monkeypatch):
+    """The real page, in Streamlit: a newly registered method is offered with its widgets, and
+    the values chosen reach the method resolved."""
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    shutil.copytree(tiny_bundle, tmp_path / "tiny")
+    monkeypatch.setenv("EMOSCOPE_MODELS_DIR", str(tmp_path))
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120).run()
+    at.switch_page("pages/explain.py").run()
+    at.text_area(key="explain_text").input("so furious today").run()
+    at.radio(key="explain_method").set_value("Throwaway").run()
+    assert at.number_input(key="explain_throwaway_count").value == 3
+    assert at.select_slider(key="explain_throwaway_steps").value == 10
+    at.number_input(key="explain_throwaway_count").set_value(7)
+    at.text_input(key="explain_throwaway_head").input("1")
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    caption = " ".join(c.value for c in at.caption)
+    assert '"count": 7' in caption and '"head": 1' in caption and '"hidden": 64' in caption
+    at.text_input(key="explain_throwaway_head").input("first").run()
+    at.button[0].click().run()
+    assert "head must be an integer or 'mean'" in at.error[0].value

@@ -166,7 +166,11 @@ def check_specs(method: str, specs: Sequence[ParamSpec]) -> None:
     if len(set(names)) != len(names):
         raise ValueError(f"{method}: parameter names repeat: {names}")
     for spec in specs:
-        if check_value(method, spec, spec.default) != spec.default:
+        try:
+            ok = check_value(method, spec, spec.default) == spec.default
+        except InputError as exc:
+            raise ValueError(f"{method}: the default of {spec.name} ({spec.default!r}) fails its own spec: {exc}") from exc
+        if not ok:
             raise ValueError(f"{method}: the default of {spec.name} ({spec.default!r}) is not of its type")
 
 
