@@ -59,57 +59,73 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def _explain_params(args: argparse.Namespace) -> dict[str, dict[str, object]]:
+    """The parameters the command line set, per method; the rest keep the methods' declared defaults."""
+    from emoscope.explain import parse_param  # imports torch: loaded only when explaining
+
     lime = {"seed": args.seed, **({"samples": args.samples} if args.samples else {})}
     ig = {k: v for k, v in (("n_steps", args.steps), ("internal_batch_size", args.internal_batch_size)) if v}
     if args.precision:
         lime["precision"] = ig["precision"] = args.precision
     attention = {k: v for k, v in (("layer", args.layer), ("rollout", args.rollout or None),
                                    ("encoder", args.encoder)) if v is not None}
-    if args.head is not None:
-        attention["head"] = args.head if args.head == "mean" else int(args.head)
+    if args.head is not None:  # a number or 'mean', checked against the attention head's spec
+        attention["head"] = parse_param("attention", "head", args.head)
     return {"lime": lime, "ig": ig, "attention": attention}
 
 
+def _evaluation_table(result: dict) -> str:
+    """The Markdown table of ``explain --evaluate``: each method's faithfulness and its gain over random."""
+    lines = ["| method | comprehensiveness ↑ | sufficiency ↓ | vs random: comprehensiveness gain [95% CI], wins "
+             "| vs random: sufficiency gain [95% CI], wins | seconds per text | (text, label) pairs |",
+             "|---|---|---|---|---|---|---|"]
+
+    def versus(row: dict, measure: str) -> str:
+        v = row.get(f"{measure}_vs_random")
+        if not v or v["mean"] is None:
+            return "—"
+        return f"{v['mean']:+.3f} [{v['ci95_low']:+.3f}, {v['ci95_high']:+.3f}], {v['win_rate']:.0%}"
+
+    for name, row in result.items():
+        seconds = "—" if row.get("seconds") is None else f"{row['seconds']:.2f}"
+        lines.append(f"| {name} | {row['comprehensiveness']:.4f} | {row['sufficiency']:.4f} | "
+                     f"{versus(row, 'comprehensiveness')} | {versus(row, 'sufficiency')} | {seconds} | {row['pairs']} |")
+    return "\n".join(lines)
+
+
+def _explain_evaluate(args: argparse.Namespace, model, params: dict[str, dict[str, object]]) -> int:
+    """``explain --evaluate``: faithfulness of the methods on a seeded sample of a labelled dataset."""
+    import numpy as np
+
+    from emoscope.data import load_dataset
+    from emoscope.explain import evaluate_methods  # imports torch: loaded only when explaining
+
+    if not args.data:
+        raise InputError("--evaluate needs --data (a labelled dataset spec or file, e.g. semeval2018:ar:dev)")
+    data = load_dataset(args.data, data_root=args.data_root)
+    rng = np.random.default_rng(args.seed)
+    picks = sorted(rng.choice(len(data), size=min(args.n, len(data)), replace=False).tolist())
+    result = evaluate_methods(model, [data.texts[i] for i in picks], args.methods.split(","), params, seed=args.seed,
+                              log=(lambda _: None) if args.quiet else print)
+    print(_evaluation_table(result))
+    if args.output:
+        Path(args.output).write_text(json.dumps({"model": str(args.model), "data": data.name, "n": len(picks),
+                                                 "params": params, "results": result}, indent=1), encoding="utf-8")
+    return 0
+
+
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from emoscope.explain import ExplainModel, evaluate_methods, explain, faithfulness, render_html
+    # torch, the models and the explainers load only when explaining, so `emoscope data` and the
+    # like start fast
+    from emoscope.explain import ExplainModel, explain, faithfulness, render_html
     from emoscope.predict import Predictor
 
     params = _explain_params(args)
     model = ExplainModel(Predictor(args.model))
     if args.evaluate:
-        from emoscope.data import load_dataset
-
-        if not args.data:
-            raise InputError("--evaluate needs --data (a labelled dataset spec or file, e.g. semeval2018:ar:dev)")
-        data = load_dataset(args.data, data_root=args.data_root)
-        rng = __import__("numpy").random.default_rng(args.seed)
-        picks = sorted(rng.choice(len(data), size=min(args.n, len(data)), replace=False).tolist())
-        methods = args.methods.split(",")
-        result = evaluate_methods(model, [data.texts[i] for i in picks], methods, params, seed=args.seed,
-                                  log=(lambda _: None) if args.quiet else print)
-        lines = ["| method | comprehensiveness ↑ | sufficiency ↓ | vs random: comprehensiveness gain [95% CI], wins "
-                 "| vs random: sufficiency gain [95% CI], wins | seconds per text | (text, label) pairs |",
-                 "|---|---|---|---|---|---|---|"]
-
-        def versus(row: dict, measure: str) -> str:
-            v = row.get(f"{measure}_vs_random")
-            if not v or v["mean"] is None:
-                return "—"
-            return f"{v['mean']:+.3f} [{v['ci95_low']:+.3f}, {v['ci95_high']:+.3f}], {v['win_rate']:.0%}"
-
-        for name, row in result.items():
-            seconds = "—" if row.get("seconds") is None else f"{row['seconds']:.2f}"
-            lines.append(f"| {name} | {row['comprehensiveness']:.4f} | {row['sufficiency']:.4f} | "
-                         f"{versus(row, 'comprehensiveness')} | {versus(row, 'sufficiency')} | {seconds} | {row['pairs']} |")
-        print("\n".join(lines))
-        if args.output:
-            Path(args.output).write_text(json.dumps({"model": str(args.model), "data": data.name, "n": len(picks),
-                                                     "params": params, "results": result}, indent=1), encoding="utf-8")
-        return 0
+        return _explain_evaluate(args, model, params)
     if args.text is None:
         raise InputError('give --text "..." to explain (or --evaluate --data SPEC)')
-    labels = args.label or None
-    exp = explain(model, args.text, args.method, labels, params[args.method])
+    exp = explain(model, args.text, args.method, args.label or None, params[args.method])
     if args.format == "html":
         body = "\n".join(render_html(exp, label) for label in exp.labels)
         out = f'<!doctype html><meta charset="utf-8"><title>EmoScope explanation</title>\n{body}\n'
