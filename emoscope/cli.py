@@ -96,7 +96,7 @@ def _explain_evaluate(args: argparse.Namespace, model, params: dict[str, dict[st
     """``explain --evaluate``: faithfulness of the methods on a seeded sample of a labelled dataset."""
     import numpy as np
 
-    from emoscope.data import load_dataset
+    from emoscope.data import load_dataset  # numpy and the readers: loaded only for the commands that read data
     from emoscope.explain import evaluate_methods  # imports torch: loaded only when explaining
 
     if not args.data:
@@ -114,10 +114,8 @@ def _explain_evaluate(args: argparse.Namespace, model, params: dict[str, dict[st
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    # torch, the models and the explainers load only when explaining, so `emoscope data` and the
-    # like start fast
-    from emoscope.explain import ExplainModel, explain, faithfulness, render_html
-    from emoscope.predict import Predictor
+    from emoscope.explain import ExplainModel, explain, faithfulness, render_html  # imports torch: only when explaining
+    from emoscope.predict import Predictor  # imports torch: loaded only for the commands that run a model
 
     params = _explain_params(args)
     model = ExplainModel(Predictor(args.model))
