@@ -449,9 +449,7 @@ def test_show_html_takes_only_the_renderers_markup():
         show_html("<b>not escaped</b>")
 
 
-@pytest.mark.parametrize("source", ["app.py", *[pytest.param(page, marks=pytest.mark.xfail(
-    strict=True, reason="pages/explain.py belongs to the Explain-page rewrite, which routes its st.html "
-    "through emoscope.app.markup.show_html")) if page == "pages/explain.py" else page for page in PAGES]])
+@pytest.mark.parametrize("source", ["app.py", *PAGES])
 def test_pages_put_html_on_screen_only_through_show_html(source):
     code = (Path(APP).parent / source).read_text(encoding="utf-8")
     assert "unsafe_allow_html" not in code and "st.html(" not in code
