@@ -191,6 +191,12 @@ def update_thresholds(folder: str | Path, thresholds: Iterable[float]) -> None:
     os.replace(tmp, folder / MANIFEST)
 
 
+def manifest_mtime(folder: str | Path) -> float:
+    """When the bundle's manifest last changed (retrained, thresholds saved): caches of a loaded
+    bundle key on it, so a changed bundle loads afresh."""
+    return (Path(folder) / MANIFEST).stat().st_mtime
+
+
 def find_bundles(models_dir: str | Path) -> list[Path]:
     """Bundle directories directly under ``models_dir`` (those with a manifest), newest first."""
     root = Path(models_dir)

@@ -13,7 +13,8 @@ import streamlit as st
 
 from emoscope.analysis import expected_calibration_error, reliability
 from emoscope.app.charts import confusion_grid, cooccurrence_figure, reliability_figure
-from emoscope.app.state import (bundle_mtime, current_thresholds, file_digest, require_predictor, require_validation,
+from emoscope.bundle import manifest_mtime
+from emoscope.app.state import (current_thresholds, file_digest, require_predictor, require_validation,
                                 upload_probabilities)
 from emoscope.data import align_labels, load_dataset
 from emoscope.errors import EmoScopeError
@@ -42,7 +43,7 @@ else:
             st.stop()
     with st.spinner(f"Predicting {len(dataset)} texts…"):
         digest = file_digest(upload.name, upload.getvalue())
-        probs = upload_probabilities(digest, str(predictor.path), bundle_mtime(predictor.path), dataset.texts)
+        probs = upload_probabilities(digest, str(predictor.path), manifest_mtime(predictor.path), dataset.texts)
     y, mask = dataset.labels, dataset.label_mask
 
 metrics = compute_metrics(y, probs, thresholds, label_names=labels, label_mask=mask)

@@ -11,13 +11,14 @@ import streamlit as st
 from emoscope.app.charts import attention_figure, top_words_figure
 from emoscope.app.explain_widgets import param_widgets
 from emoscope.app.markup import show_html
-from emoscope.app.state import bundle_mtime, load_explain_model, require_predictor
+from emoscope.bundle import manifest_mtime
+from emoscope.app.state import load_explain_model, require_predictor
 from emoscope.errors import EmoScopeError
 from emoscope.explain import METHODS, explain_cached, faithfulness, render_html
 
 st.header("Explain a prediction")
 predictor = require_predictor()
-model = load_explain_model(str(predictor.path), bundle_mtime(predictor.path))
+model = load_explain_model(str(predictor.path), manifest_mtime(predictor.path))
 if "explain_text" not in st.session_state:
     st.session_state["explain_text"] = st.session_state.get("predict_text", "")
 text = st.text_area("Text", key="explain_text", height=100)

@@ -9,7 +9,8 @@ import streamlit as st
 from emoscope import bundle as bundle_io
 from emoscope.analysis import precision_recall_curve
 from emoscope.app.charts import pr_curve_figure
-from emoscope.app.state import (bundle_mtime, current_thresholds, forget_bundle, forget_thresholds, require_predictor,
+from emoscope.bundle import manifest_mtime
+from emoscope.app.state import (current_thresholds, forget_bundle, forget_thresholds, require_predictor,
                                 require_validation, thresholds_key)
 from emoscope.errors import EmoScopeError
 from emoscope.metrics import compute_metrics
@@ -69,7 +70,7 @@ st.plotly_chart(pr_curve_figure(curve, (row["recall"], row["precision"]), chosen
 
 s1, s2 = st.columns(2)
 if s1.button("Save these thresholds into the bundle"):
-    loaded_at = bundle_mtime(predictor.path)
+    loaded_at = manifest_mtime(predictor.path)
     try:
         bundle_io.update_thresholds(predictor.path, thresholds)
     except EmoScopeError as exc:

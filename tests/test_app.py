@@ -318,23 +318,24 @@ def test_predict_page_without_a_bundle_says_what_every_page_says(tmp_path, monke
 
 
 def test_saving_thresholds_reloads_only_that_bundle(models_dir, tiny_bundle):
-    from emoscope.app.state import bundle_mtime, load_predictor
+    from emoscope.app.state import load_predictor
+    from emoscope.bundle import manifest_mtime
 
     second = models_dir / "second"
     shutil.copytree(tiny_bundle, second)
-    other = load_predictor(str(second), bundle_mtime(second))  # another user's bundle, loaded
+    other = load_predictor(str(second), manifest_mtime(second))  # another user's bundle, loaded
     tiny = models_dir / "tiny"
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.selectbox(key="model_picker").set_value(tiny).run()
     at.switch_page("pages/thresholds.py").run()
-    before = load_predictor(str(tiny), bundle_mtime(tiny))
+    before = load_predictor(str(tiny), manifest_mtime(tiny))
     label = at.slider[0].label
     at.slider(key=f"slider::{label}").set_value(0.93).run()
     _button(at, "Save these thresholds").click().run()
     assert not at.exception and "Saved into" in at.success[0].value
     assert f"thresholds::{tiny}" not in at.session_state  # the page shows the saved values from now on
-    assert load_predictor(str(second), bundle_mtime(second)) is other  # still loaded, not reloaded
-    reloaded = load_predictor(str(tiny), bundle_mtime(tiny))
+    assert load_predictor(str(second), manifest_mtime(second)) is other  # still loaded, not reloaded
+    reloaded = load_predictor(str(tiny), manifest_mtime(tiny))
     assert reloaded is not before and abs(float(reloaded.thresholds[0]) - 0.93) < 1e-6
     at.run()
     assert not at.exception and at.slider(key=f"slider::{label}").value == 0.93

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
 from emoscope.app.sidebar import models_dir
-from emoscope.bundle import ValidationData, read_manifest, read_validation
+from emoscope.bundle import ValidationData, manifest_mtime, read_manifest, read_validation
 from emoscope.errors import EmoScopeError
 from emoscope.explain import ExplainModel
 from emoscope.predict import Predictor
@@ -43,11 +42,6 @@ def load_validation(path: str, mtime: float) -> ValidationData | None:
     return read_validation(path, read_manifest(path, verify=False))
 
 
-def bundle_mtime(path) -> float:
-    """The mtime of the bundle's manifest: the second half of every cache key above."""
-    return (Path(path) / "manifest.json").stat().st_mtime
-
-
 def forget_bundle(path, mtime: float) -> None:
     """Drop the cached copies of one bundle loaded at ``mtime``; every other bundle stays loaded."""
     for loader in (load_explain_model, load_predictor, load_validation):
@@ -56,7 +50,7 @@ def forget_bundle(path, mtime: float) -> None:
 
 def require_validation(predictor: Predictor, missing: str) -> ValidationData:
     """The bundle's validation data; stops the page with ``missing`` as a warning when it has none."""
-    validation = load_validation(str(predictor.path), bundle_mtime(predictor.path))
+    validation = load_validation(str(predictor.path), manifest_mtime(predictor.path))
     if validation is None:
         st.warning(missing)
         st.stop()
@@ -71,7 +65,7 @@ def require_predictor() -> Predictor:
                 "or run `.venv/bin/emoscope train --config training/configs/default.toml`.")
         st.stop()
     try:
-        return load_predictor(str(path), bundle_mtime(path))
+        return load_predictor(str(path), manifest_mtime(path))
     except (EmoScopeError, OSError) as exc:
         st.error(f"This model cannot be loaded: {exc}")
         st.stop()

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from emoscope.bundle import MANIFEST
+from emoscope.bundle import manifest_mtime
 from emoscope.text import Word
 
 
@@ -39,7 +39,7 @@ class ExplainModel:
     def cache_key(self) -> tuple[str, float]:
         """The bundle's path and its manifest's mtime: a bundle saved again is explained afresh."""
         path = self.predictor.path
-        return str(path.resolve()), (path / MANIFEST).stat().st_mtime
+        return str(path.resolve()), manifest_mtime(path)
 
     @property
     def layers(self) -> list[int | None]:
