@@ -18,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from emoscope.errors import ConfigError
+from emoscope.losses import LossConfig, loss_names  # the [loss] section lives with the losses it names
 from emoscope.text import NormalizerConfig
 
-LOSSES = ("bce", "weighted_bce", "focal", "hybrid")
+__all__ = ["DataConfig", "EncoderConfig", "LossConfig", "MetaConfig", "RunConfig", "StackConfig", "ThresholdConfig",
+           "TrainingConfig", "load_config"]
+
 POOLINGS = ("cls", "mean")
 WORD_POOLINGS = ("mean", "first")
 META_POOLINGS = ("attention", "max", "mean")
@@ -114,37 +117,6 @@ class EncoderConfig:
 
 
 @dataclass(frozen=True)
-class LossConfig:
-    """The training loss. ``gamma`` applies to focal; ``max_weight`` caps the class weights of
-    weighted BCE and hybrid; the ``*_weight`` terms and ``temperature`` apply to hybrid
-    (class-weighted BCE + label correlation + supervised contrastive; 0 switches a term off;
-    ``class_weighting = false`` makes the first term plain BCE).
-    """
-
-    name: str = "bce"
-    gamma: float = 2.0
-    max_weight: float | None = None
-    bce_weight: float = 1.0
-    correlation_weight: float = 0.1
-    contrastive_weight: float = 0.1
-    temperature: float = 0.1
-    class_weighting: bool = True
-
-    def __post_init__(self) -> None:
-        if self.name not in LOSSES:
-            raise ConfigError(f"loss.name must be one of {', '.join(LOSSES)}, got '{self.name}'")
-        if self.gamma < 0:
-            raise ConfigError(f"loss.gamma must be >= 0, got {self.gamma}")
-        for name in ("bce_weight", "correlation_weight", "contrastive_weight"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
-        if self.temperature <= 0:
-            raise ConfigError(f"loss.temperature must be > 0, got {self.temperature}")
-        if self.max_weight is not None and self.max_weight < 1:
-            raise ConfigError(f"loss.max_weight must be >= 1, got {self.max_weight}")
-
-
-@dataclass(frozen=True)
 class TrainingConfig:
     """Optimiser, schedule and stopping. Defaults follow the usual BERT fine-tuning recipe."""
 
@@ -216,8 +188,8 @@ class StackConfig:
             raise ConfigError(f"stack.max_words must be between 1 and 1024, got {self.max_words}")
         if self.word_pooling not in WORD_POOLINGS:
             raise ConfigError(f"stack.word_pooling must be one of {', '.join(WORD_POOLINGS)}, got '{self.word_pooling}'")
-        if self.finetune_loss not in LOSSES:
-            raise ConfigError(f"stack.finetune_loss must be one of {', '.join(LOSSES)}, got '{self.finetune_loss}'")
+        if self.finetune_loss not in loss_names():
+            raise ConfigError(f"stack.finetune_loss must be one of {', '.join(loss_names())}, got '{self.finetune_loss}'")
 
 
 @dataclass(frozen=True)

@@ -199,7 +199,9 @@ def test_build_loss_rejects_unknown_names_and_options():
 
 
 def test_registry_is_extensible(monkeypatch):
-    monkeypatch.setattr(losses, "LOSSES", dict(losses.LOSSES))
+    from emoscope.losses import registry
+
+    monkeypatch.setattr(registry, "LOSSES", dict(registry.LOSSES))
 
     class Doubled(MultiLabelLoss):
         def forward(self, logits, targets, mask=None, features=None):
@@ -213,3 +215,27 @@ def test_registry_is_extensible(monkeypatch):
     torch.testing.assert_close(build_loss("doubled", np.zeros((2, 4)))(logits, targets), 2 * bce_loss(logits, targets))
     with pytest.raises(ValueError):
         register_loss("doubled")(_make)
+
+
+@pytest.mark.parametrize("name", ["bce", "weighted_bce", "focal", "hybrid"])
+def test_a_loss_section_maps_onto_its_factory_options_and_defaults(name):
+    """A recipe's [loss] section names a registered loss, sets only options its factory takes, and
+    its defaults are the factory's (one home: emoscope.losses)."""
+    import inspect
+
+    from emoscope.config import LossConfig as RecipeLossConfig
+
+    assert RecipeLossConfig is losses.LossConfig
+    section = losses.LossConfig(name=name, max_weight=5.0)
+    options = losses.loss_options(section)
+    factory = inspect.signature(losses.LOSSES[name]).parameters
+    assert set(options) <= set(factory) - {"train_labels", "train_mask"}
+    for option, parameter in factory.items():
+        if option in losses.loss_options(losses.LossConfig(name="hybrid")) or option == "gamma":
+            assert parameter.default == getattr(losses.LossConfig, option), option
+    Y = np.array([[1, 0], [0, 1], [1, 1]])
+    built = losses.loss_from_config(section, Y)
+    assert isinstance(built, MultiLabelLoss)
+    assert losses.loss_names() == ("bce", "weighted_bce", "focal", "hybrid")
+    with pytest.raises(ConfigError, match="loss.name must be one of bce, weighted_bce, focal, hybrid"):
+        losses.LossConfig(name="mse")

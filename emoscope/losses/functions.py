@@ -1,47 +1,16 @@
-"""Multi-label training losses: BCE, weighted BCE, focal, hybrid, and the registry that builds them by name.
-
-Every loss is a small pure function of ``logits [B, L]``, ``targets [B, L]`` (0/1) and an optional
-``mask [B, L]`` (True = this label is annotated for this example). Masked cells contribute nothing
-and the mean runs over unmasked cells only, which lets one batch mix datasets with different label
-sets; a fully masked batch gives a loss of 0 that still backpropagates (zero gradients, not NaN).
-
-:func:`build_loss` wraps a loss in an ``nn.Module`` whose class statistics (weights, alphas) are
-buffers computed from the training labels, so ``.to(device)`` and ``state_dict`` carry them.
-All losses are computed from logits with log-sigmoid, so extreme logits never take ``log(0)``.
+"""The losses as pure functions of ``logits [B, L]``, ``targets [B, L]`` and an optional ``mask``,
+and the class statistics (numpy, computed once from the training labels) that parameterise them.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
-
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from emoscope.errors import ConfigError
-
-__all__ = [
-    "LOSSES",
-    "BCELoss",
-    "FocalLoss",
-    "HybridLoss",
-    "MultiLabelLoss",
-    "WeightedBCELoss",
-    "bce_loss",
-    "build_loss",
-    "class_frequencies",
-    "cooccurrence_target",
-    "focal_alpha_from_frequencies",
-    "focal_loss",
-    "inverse_frequency_weights",
-    "label_correlation_loss",
-    "per_class_bce",
-    "register_loss",
-    "supervised_contrastive_loss",
-    "weighted_bce_loss",
-]
+from emoscope.losses.recipe import LossConfig
 
 
 # --- class statistics (numpy, computed once from the training labels) -------------------------
@@ -130,7 +99,7 @@ def focal_loss(
     logits: Tensor,
     targets: Tensor,
     alpha: Tensor | np.ndarray | float,
-    gamma: float = 2.0,
+    gamma: float = LossConfig.gamma,
     mask: Tensor | None = None,
 ) -> Tensor:
     """Focal loss with class-wise alpha, mean over unmasked cells.
@@ -239,7 +208,7 @@ def label_correlation_loss(logits: Tensor, target: Tensor, mask: Tensor | None =
 
 
 def supervised_contrastive_loss(
-    features: Tensor, targets: Tensor, temperature: float = 0.1, mask: Tensor | None = None
+    features: Tensor, targets: Tensor, temperature: float = LossConfig.temperature, mask: Tensor | None = None
 ) -> Tensor:
     """Supervised contrastive loss for multi-label data, positives weighted by label overlap.
 
@@ -276,199 +245,3 @@ def supervised_contrastive_loss(
     if not bool(has_positive.any()):
         return features.sum() * 0.0
     return per_anchor[has_positive].mean()
-
-
-# --- modules and registry ---------------------------------------------------------------------
-
-
-class MultiLabelLoss(nn.Module):
-    """Base of the losses :func:`build_loss` makes: ``forward(logits, targets, mask=None, features=None)``.
-
-    ``features`` is the pooled representation ``[B, D]`` the model computed the logits from. The
-    losses here do not use it; losses that shape the representation (a contrastive term) do, so
-    the training loop always passes it and never needs to know which loss it holds.
-    """
-
-    def forward(
-        self, logits: Tensor, targets: Tensor, mask: Tensor | None = None, features: Tensor | None = None
-    ) -> Tensor:
-        raise NotImplementedError
-
-
-#: name -> factory ``(train_labels, train_mask, **params) -> MultiLabelLoss``; see :func:`register_loss`.
-LOSSES: dict[str, Callable[..., MultiLabelLoss]] = {}
-
-
-def register_loss(name: str) -> Callable[[Callable[..., MultiLabelLoss]], Callable[..., MultiLabelLoss]]:
-    """Decorator that makes a loss factory available to :func:`build_loss` under ``name``.
-
-    The factory takes ``(train_labels, train_mask, **params)``; its keyword parameters are the
-    options a training recipe may set for that loss.
-    """
-
-    def add(factory: Callable[..., MultiLabelLoss]) -> Callable[..., MultiLabelLoss]:
-        if name in LOSSES:
-            raise ValueError(f"a loss named {name!r} is already registered")
-        LOSSES[name] = factory
-        return factory
-
-    return add
-
-
-def build_loss(
-    name: str, train_labels: np.ndarray, train_mask: np.ndarray | None = None, **params: object
-) -> MultiLabelLoss:
-    """Build the loss ``name`` (``"bce"``, ``"weighted_bce"``, ``"focal"``, ``"hybrid"``) from the training labels.
-
-    Class statistics come from ``train_labels [n, L]`` over the cells where ``train_mask`` is True.
-    Unknown names or options raise :class:`ConfigError` listing the valid ones.
-    """
-    if name not in LOSSES:
-        raise ConfigError(f"unknown loss {name!r}; valid losses: {', '.join(sorted(LOSSES))}")
-    factory = LOSSES[name]
-    options = [p for p in inspect.signature(factory).parameters if p not in ("train_labels", "train_mask")]
-    unknown = sorted(set(params) - set(options))
-    if unknown:
-        raise ConfigError(
-            f"loss {name!r} has no option(s) {unknown}; its options: {', '.join(options) or 'none'}"
-        )
-    return factory(np.asarray(train_labels), train_mask, **params)
-
-
-class BCELoss(MultiLabelLoss):
-    """Plain binary cross-entropy (see :func:`bce_loss`)."""
-
-    def forward(
-        self, logits: Tensor, targets: Tensor, mask: Tensor | None = None, features: Tensor | None = None
-    ) -> Tensor:
-        return bce_loss(logits, targets, mask)
-
-
-class WeightedBCELoss(MultiLabelLoss):
-    """BCE with per-class positive weights held as a buffer (see :func:`weighted_bce_loss`)."""
-
-    pos_weight: Tensor
-
-    def __init__(self, pos_weight: np.ndarray | Tensor):
-        super().__init__()
-        self.register_buffer("pos_weight", torch.as_tensor(pos_weight, dtype=torch.float32))
-
-    def forward(
-        self, logits: Tensor, targets: Tensor, mask: Tensor | None = None, features: Tensor | None = None
-    ) -> Tensor:
-        return weighted_bce_loss(logits, targets, self.pos_weight, mask)
-
-
-class FocalLoss(MultiLabelLoss):
-    """Focal loss with per-class alpha held as a buffer (see :func:`focal_loss`)."""
-
-    alpha: Tensor
-
-    def __init__(self, alpha: np.ndarray | Tensor, gamma: float = 2.0):
-        super().__init__()
-        if not gamma >= 0:
-            raise ConfigError(f"focal gamma must be >= 0, got {gamma}")
-        self.register_buffer("alpha", torch.as_tensor(alpha, dtype=torch.float32))
-        self.gamma = float(gamma)
-
-    def forward(
-        self, logits: Tensor, targets: Tensor, mask: Tensor | None = None, features: Tensor | None = None
-    ) -> Tensor:
-        return focal_loss(logits, targets, self.alpha, self.gamma, mask)
-
-    def extra_repr(self) -> str:
-        return f"gamma={self.gamma}"
-
-
-@register_loss("bce")
-def _make_bce(train_labels: np.ndarray, train_mask: np.ndarray | None) -> MultiLabelLoss:
-    return BCELoss()
-
-
-@register_loss("weighted_bce")
-def _make_weighted_bce(
-    train_labels: np.ndarray, train_mask: np.ndarray | None, max_weight: float | None = None
-) -> MultiLabelLoss:
-    return WeightedBCELoss(inverse_frequency_weights(train_labels, train_mask, max_weight=max_weight))
-
-
-@register_loss("focal")
-def _make_focal(
-    train_labels: np.ndarray,
-    train_mask: np.ndarray | None,
-    gamma: float = 2.0,
-    alpha: float | list[float] | None = None,
-) -> MultiLabelLoss:
-    """``alpha=None`` derives class-wise alphas from the training frequencies; a number or list overrides."""
-    n_labels = np.asarray(train_labels).shape[1]
-    if alpha is None:
-        a = focal_alpha_from_frequencies(class_frequencies(train_labels, train_mask))
-    else:
-        a = np.asarray(alpha, dtype=np.float64)
-        if a.ndim == 0:
-            a = np.full(n_labels, float(a))
-        if a.shape != (n_labels,) or np.isnan(a).any() or (a < 0).any() or (a > 1).any():
-            raise ConfigError(f"focal alpha must be one number or {n_labels} numbers in [0, 1], got {alpha}")
-    return FocalLoss(a, gamma=gamma)
-
-
-class HybridLoss(MultiLabelLoss):
-    """Class-weighted BCE + label-correlation term + supervised contrastive term.
-
-    ``bce_weight * weighted_bce + correlation_weight * label_correlation_loss
-    + contrastive_weight * supervised_contrastive_loss(features)``. Each term has its own weight
-    (0 switches it off, for ablations). The contrastive term needs the pooled ``features`` the
-    logits came from.
-    """
-
-    pos_weight: Tensor
-    cooccurrence: Tensor
-
-    def __init__(self, pos_weight: np.ndarray, cooccurrence: np.ndarray, bce_weight: float = 1.0,
-                 correlation_weight: float = 0.1, contrastive_weight: float = 0.1, temperature: float = 0.1):
-        super().__init__()
-        for name, value in (("bce_weight", bce_weight), ("correlation_weight", correlation_weight),
-                            ("contrastive_weight", contrastive_weight)):
-            if not value >= 0:
-                raise ConfigError(f"hybrid loss {name} must be >= 0, got {value}")
-        if not temperature > 0:
-            raise ConfigError(f"hybrid loss temperature must be > 0, got {temperature}")
-        self.register_buffer("pos_weight", torch.as_tensor(pos_weight, dtype=torch.float32))
-        self.register_buffer("cooccurrence", torch.as_tensor(cooccurrence, dtype=torch.float32))
-        self.bce_weight, self.correlation_weight = float(bce_weight), float(correlation_weight)
-        self.contrastive_weight, self.temperature = float(contrastive_weight), float(temperature)
-
-    def forward(
-        self, logits: Tensor, targets: Tensor, mask: Tensor | None = None, features: Tensor | None = None
-    ) -> Tensor:
-        total = self.bce_weight * weighted_bce_loss(logits, targets, self.pos_weight, mask)
-        if self.correlation_weight:
-            total = total + self.correlation_weight * label_correlation_loss(logits, self.cooccurrence, mask)
-        if self.contrastive_weight:
-            if features is None:
-                raise ValueError("the hybrid loss's contrastive term needs the pooled features")
-            total = total + self.contrastive_weight * supervised_contrastive_loss(features, targets, self.temperature, mask)
-        return total
-
-    def extra_repr(self) -> str:
-        return (f"bce_weight={self.bce_weight}, correlation_weight={self.correlation_weight}, "
-                f"contrastive_weight={self.contrastive_weight}, temperature={self.temperature}")
-
-
-@register_loss("hybrid")
-def _make_hybrid(
-    train_labels: np.ndarray,
-    train_mask: np.ndarray | None,
-    max_weight: float | None = None,
-    bce_weight: float = 1.0,
-    correlation_weight: float = 0.1,
-    contrastive_weight: float = 0.1,
-    temperature: float = 0.1,
-    class_weighting: bool = True,
-) -> MultiLabelLoss:
-    """``class_weighting=False`` replaces the class-weighted BCE term by plain BCE (for ablations)."""
-    weights = inverse_frequency_weights(train_labels, train_mask, max_weight=max_weight)
-    return HybridLoss(weights if class_weighting else np.ones_like(weights),
-                      cooccurrence_target(train_labels, train_mask), bce_weight=bce_weight,
-                      correlation_weight=correlation_weight, contrastive_weight=contrastive_weight,
-                      temperature=temperature)
