@@ -7,12 +7,17 @@ gets the threshold that maximises its own F1 on validation (or out-of-fold) prob
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from emoscope.errors import ConfigError
 from emoscope.metrics import check_label_arrays, validate_thresholds
 
-__all__ = ["apply_thresholds", "tune_thresholds", "validate_thresholds"]
+if TYPE_CHECKING:
+    from emoscope.config import ThresholdConfig
+
+__all__ = ["apply_thresholds", "choose_thresholds", "tune_thresholds", "validate_thresholds"]
 
 # Gaps narrower than this between adjacent scores are not cut points: the midpoint of two floats
 # that close can round onto the lower one, and that threshold would then let the lower score through.
@@ -26,6 +31,16 @@ def apply_thresholds(probs: np.ndarray, thresholds: float | np.ndarray) -> np.nd
         raise ValueError(f"probs must be 2-D [n, L], got shape {probs.shape}")
     thr = validate_thresholds(thresholds, probs.shape[1])
     return (probs >= thr).astype(np.uint8)
+
+
+def choose_thresholds(config: ThresholdConfig, y_true: np.ndarray, probs: np.ndarray,
+                      label_mask: np.ndarray | None = None) -> np.ndarray:
+    """The thresholds a recipe's ``[thresholds]`` section asks for: tuned per class on these
+    held-out probabilities (``tune = true``), or its ``fallback`` for every class. The one place
+    training (single encoder, stage 1, stage 3, ablations) chooses thresholds."""
+    if config.tune:
+        return tune_thresholds(y_true, probs, label_mask=label_mask, fallback=config.fallback)
+    return np.full(np.asarray(y_true).shape[1], config.fallback)
 
 
 def tune_thresholds(

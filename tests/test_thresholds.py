@@ -6,7 +6,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from emoscope.errors import ConfigError
-from emoscope.thresholds import apply_thresholds, tune_thresholds, validate_thresholds
+from emoscope.thresholds import apply_thresholds, choose_thresholds, tune_thresholds, validate_thresholds
 
 
 def test_threshold_is_the_midpoint_of_the_best_gap():
@@ -118,3 +118,14 @@ def test_rejects_non_probabilities():
         tune_thresholds(np.array([[1], [0]]), np.array([[1.5], [0.2]]))
     with pytest.raises(ValueError):
         tune_thresholds(np.array([[2], [0]]), np.array([[0.5], [0.2]]))
+
+
+def test_choose_thresholds_tunes_or_falls_back_as_the_recipe_says():
+    from emoscope.config import ThresholdConfig
+
+    labels = np.array([[1, 0], [0, 1], [1, 1]])
+    probs = np.array([[0.9, 0.2], [0.1, 0.7], [0.8, 0.6]])
+    np.testing.assert_allclose(choose_thresholds(ThresholdConfig(tune=False, fallback=0.4), labels, probs), [0.4, 0.4])
+    tuned = choose_thresholds(ThresholdConfig(), labels, probs)
+    assert ((probs >= tuned) == labels.astype(bool)).all()
+    np.testing.assert_array_equal(tuned, tune_thresholds(labels, probs))
