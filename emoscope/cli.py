@@ -11,36 +11,28 @@ import json
 import shlex
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 from emoscope.errors import EmoScopeError, InputError
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from emoscope.config import load_config
-    from emoscope.training import train
+    from emoscope.config import load_config  # (config names the losses: it imports torch)
+    from emoscope.training import train  # torch and transformers load only for the commands that need them
 
     config = load_config(args.config)
     if args.epochs is not None:
-        from dataclasses import replace
-
         config = config.replace(training=replace(config.training, epochs=args.epochs))
     output = Path(args.output) if args.output else Path(args.models_dir) / config.name
-    if config.kind == "stacked":
-        from emoscope.stack import train_stack
-
-        train_stack(config, output, overwrite=args.overwrite, progress=not args.quiet,
-                    work=Path(args.work_dir) if args.work_dir else None)
-    else:
-        if args.work_dir:
-            raise InputError("--work-dir is for stacked recipes (it keeps their stage-1 models)")
-        train(config, output, overwrite=args.overwrite, progress=not args.quiet)
+    train(config, output, overwrite=args.overwrite, progress=not args.quiet,
+          work=Path(args.work_dir) if args.work_dir else None)
     return 0
 
 
 def _cmd_ablate(args: argparse.Namespace) -> int:
-    from emoscope.ablate import run_ablation, save_json, to_markdown, write_into
-    from emoscope.config import load_config
+    from emoscope.config import load_config  # (config names the losses: it imports torch)
+    from emoscope.training.ablate import run_ablation, save_json, to_markdown, write_into  # torch: only when ablating
 
     config = load_config(args.config)
     result = run_ablation(config, seeds=args.seeds, progress=not args.quiet,

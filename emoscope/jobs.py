@@ -53,7 +53,7 @@ def current(models_dir: Path) -> dict[str, Any] | None:
 
 def start_training(recipe: str | Path, models_dir: Path, name: str | None = None, epochs: int | None = None) -> dict[str, Any]:
     """Start ``emoscope train`` for ``recipe`` into ``models_dir/<name>`` in the background."""
-    from emoscope.config import load_config
+    from emoscope.config import load_config  # imports torch (through the losses): only when a run starts
 
     config = load_config(recipe)  # a bad recipe fails here, in the caller's process, with a clear message
     running = current(models_dir)

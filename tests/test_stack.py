@@ -1,4 +1,4 @@
-"""The stacked ensemble on tiny encoders: word pooling, folds, leakage guard, cache, bundle, refusals."""
+"""The stacked ensemble's training on tiny encoders: folds, leakage gate, cache, bundle, refusals, ablation."""
 
 from __future__ import annotations
 
@@ -12,12 +12,15 @@ import pytest
 import torch
 
 from conftest import tiny_stack_config
-from emoscope import stack as stack_mod
 from emoscope.errors import BundleError, ConfigError
-from emoscope.models.meta import MetaLearner, gradient_ready
-from emoscope.stack import EmbeddingCache, LeakageError, WordEmbeddings, fold_assignments
+from emoscope.models import pick_device
 from emoscope.text import NormalizerConfig
-from emoscope.words import WordEncoder, pool_words, read_words, text_key
+from emoscope.training import train_stack
+from emoscope.training.stack import stage2
+from emoscope.training.stack.embeddings import EmbeddingCache, RaggedRows, embeddings_cache, encoder_key
+from emoscope.training.stack.leakage import LeakageError, check_not_trained_on
+from emoscope.training.stack.stage1 import StageOneModel, fold_assignments
+from emoscope.words import read_words, text_key
 
 
 @pytest.fixture(autouse=True)
@@ -30,49 +33,9 @@ def quiet(_: str) -> None:
     pass
 
 
-def test_pool_words_mean_and_first_by_hand():
-    hidden = torch.tensor([[[1.0, 0.0], [2.0, 2.0], [4.0, 6.0], [9.0, 9.0], [5.0, 5.0]]])
-    # token 0 special, tokens 1-2 are word 0, token 3 is word 1, token 4 special; word 2 was cut off
-    word_index = torch.tensor([[-1, 0, 0, 1, -1]])
-    mean = pool_words(hidden, word_index, 3, "mean")
-    torch.testing.assert_close(mean, torch.tensor([[[3.0, 4.0], [9.0, 9.0], [0.0, 0.0]]]))
-    first = pool_words(hidden, word_index, 3, "first")
-    torch.testing.assert_close(first, torch.tensor([[[2.0, 2.0], [9.0, 9.0], [0.0, 0.0]]]))
-    with pytest.raises(ValueError, match="word pooling"):
-        pool_words(hidden, word_index, 3, "max")
-
-
-def test_word_encoders_of_different_tokenizers_line_up(tiny_encoder, tiny_encoder_b):
-    from transformers import AutoTokenizer
-
-    normalizer = NormalizerConfig()
-    a = WordEncoder(AutoTokenizer.from_pretrained(tiny_encoder), normalizer, 32, 16)
-    b = WordEncoder(AutoTokenizer.from_pretrained(tiny_encoder_b), normalizer, 32, 16, prefix="query:")
-    text = "the furious day 😀 كان غاضب!!"
-    words = a.words(text)
-    assert words == b.words(text) == read_words(text, normalizer, 16).model_words
-    for encoder in (a, b):
-        (ids, index), = encoder.encode([words])
-        assert len(ids) == len(index)
-        assert sorted(set(index) - {-1}) == list(range(len(words)))  # every word has a token
-        assert index[0] == -1 and index[-1] == -1  # specials
-    (_, index_b), = b.encode([words])
-    assert index_b[1] == -1  # the "query:" prefix word maps to no shared word
-    assert read_words("ـــ", normalizer, 16).model_words == [""]  # a text of only tatweel is one unknown word
-    assert len(read_words(" ".join(["w"] * 40), normalizer, 16).model_words) == 16
-
-
-def test_meta_learner_poolings_ignore_padding():
-    torch.manual_seed(0)
-    x = torch.randn(2, 5, 6)
-    for pooling in ("attention", "max", "mean"):
-        meta = MetaLearner([4, 2], n_labels=3, hidden_size=4, pooling=pooling, dense_size=0).eval()
-        short = meta(x[:1, :3], torch.tensor([3]))
-        padded = x[:1].clone()
-        padded[:, 3:] = 1e3  # garbage after the real words must not matter
-        logits, features = meta(padded, torch.tensor([3]), return_features=True)
-        torch.testing.assert_close(logits, short)
-        assert features.shape == (1, 8)
+def prepare_stack(config, data, **kwargs):
+    """Stages 1 and 2 on the recipe's device, as training runs them."""
+    return stage2.prepare_stack(config, data, device=pick_device(config.training.device), **kwargs)
 
 
 def test_fold_assignments_stratify_and_keep_copies_together():
@@ -91,12 +54,12 @@ def test_fold_assignments_stratify_and_keep_copies_together():
         fold_assignments(labels[:2], keys[:2], 3, seed=1)
 
 
-def test_embed_texts_refuses_training_texts():
-    model = stack_mod.BaseModel("enc", "fold-1", None, frozenset({"a", "b"}), "x", "mean")
-    stack_mod.embed_texts(model, ["c", "d"])
-    with pytest.raises(LeakageError, match="fine-tuned on 1 of the 2"):
-        stack_mod.embed_texts(model, ["a", "d"])
-    stack_mod.embed_texts(model, ["a", "d"], allow_seen=True)  # the naive variant, on purpose
+def test_the_leakage_gate_refuses_training_texts():
+    model = StageOneModel("enc", "fold-1", None, frozenset({"a", "b"}), "x", "mean")
+    check_not_trained_on(model, ["c", "d"])
+    with pytest.raises(LeakageError, match="enc/fold-1 was fine-tuned on 1 of the 2"):
+        check_not_trained_on(model, ["a", "d"])
+    check_not_trained_on(model, ["a", "d"], allow_seen=True)  # the naive variant, on purpose
 
 
 def test_embedding_cache_computes_each_text_once(tmp_path):
@@ -106,7 +69,7 @@ def test_embedding_cache_computes_each_text_once(tmp_path):
     def compute(positions):
         calls.append(list(positions))
         rows = [np.full((i + 1, 2), float(i), np.float32) for i in positions]
-        return WordEmbeddings(np.concatenate(rows), np.concatenate([[0], np.cumsum([len(r) for r in rows])]))
+        return RaggedRows(np.concatenate(rows), np.concatenate([[0], np.cumsum([len(r) for r in rows])]))
 
     first, hits = cache.get("enc", ["k0", "k1", "k0"], compute)
     assert hits == 0 and calls == [[0, 1]]  # the repeated text is embedded once
@@ -126,14 +89,14 @@ def test_out_of_fold_stage2_never_embeds_a_text_with_a_model_trained_on_it(tiny_
     # a validation text that is also a training text must go to the fold model that held it out
     data.validation.texts[0] = data.train.texts[5]
     calls = []
-    real = stack_mod.embed_texts
+    real = stage2.check_not_trained_on
 
     def spy(model, keys, *, allow_seen=False):
         calls.append((model, list(keys), allow_seen))
         return real(model, keys, allow_seen=allow_seen)
 
-    monkeypatch.setattr(stack_mod, "embed_texts", spy)
-    stacked = stack_mod.prepare_stack(config, data, progress=False, log=quiet)
+    monkeypatch.setattr(stage2, "check_not_trained_on", spy)
+    stacked = prepare_stack(config, data, progress=False, log=quiet)
     checked = 0
     for model, keys, allow_seen in calls:
         if model.role == "pretrained":
@@ -144,7 +107,7 @@ def test_out_of_fold_stage2_never_embeds_a_text_with_a_model_trained_on_it(tiny_
         assert not set(keys) & model.trained_on, f"{model.encoder}/{model.role} embedded a text it was trained on"
         checked += len(keys)
     train_keys = {text_key(read_words(t, config.text, config.stack.max_words).model_words) for t in data.train.texts}
-    assert checked >= 2 * len(data.train)  # both encoders' out-of-fold training embeddings went through the guard
+    assert checked >= 2 * len(data.train)  # both encoders' out-of-fold training embeddings went through the gate
     fold_models = [m for m, _, _ in calls if m.role.startswith("fold")]
     assert {m.role for m in fold_models} == {"fold-1", "fold-2", "fold-3"}
     for m in fold_models:  # each fold model saw two thirds of the training texts
@@ -158,7 +121,6 @@ def test_out_of_fold_stage2_never_embeds_a_text_with_a_model_trained_on_it(tiny_
 def test_stack_trains_saves_loads_and_predicts_identically(tiny_encoder, tiny_encoder_b, tiny_data, tmp_path):
     from emoscope.bundle import read_manifest, read_validation
     from emoscope.predict import Predictor
-    from emoscope.stack import train_stack
 
     config = tiny_stack_config([(tiny_encoder, True), (tiny_encoder_b, False)], tiny_data, folds=2)
     logs: list[str] = []
@@ -187,8 +149,6 @@ def test_stack_trains_saves_loads_and_predicts_identically(tiny_encoder, tiny_en
 
 
 def test_half_finished_stage1_resumes(tiny_encoder, tiny_data, tmp_path):
-    from emoscope.stack import train_stack
-
     config = tiny_stack_config([(tiny_encoder, True)], tiny_data, folds=2, epochs=1)
     work = tmp_path / "work"
     train_stack(config, tmp_path / "a", progress=False, log=quiet, work=work)
@@ -207,7 +167,6 @@ def test_adding_a_seeded_copy_retrains_only_the_new_encoder(tiny_encoder, tiny_d
     seeded copy of an encoder reuses the first one's models, and the copy's weights differ."""
     from safetensors.torch import load_file
 
-    from emoscope.stack import prepare_stack
     from emoscope.data import load_training_data
 
     config = tiny_stack_config([(tiny_encoder, True)], tiny_data, folds=0, epochs=1)
@@ -235,8 +194,6 @@ def test_encoder_seed_must_be_a_whole_number():
 @pytest.fixture(scope="module")
 def stacked_bundle(tiny_encoder, tiny_encoder_b, tiny_data, tmp_path_factory):
     import os
-
-    from emoscope.stack import train_stack
 
     old = os.environ.get("EMOSCOPE_CACHE_DIR")
     os.environ["EMOSCOPE_CACHE_DIR"] = str(tmp_path_factory.mktemp("stack-cache"))
@@ -321,7 +278,6 @@ def test_paper_recipe_runs_with_tiny_local_encoders_in_place_of_hub_ids(tiny_enc
     """The hub-id recipe cannot download here; the same code path runs with local encoders swapped in."""
     from emoscope.config import DataConfig, load_config
     from emoscope.predict import Predictor
-    from emoscope.stack import train_stack
 
     paper = load_config("training/configs/arabic-paper-hub.toml")
     assert [e.source for e in paper.encoders] == ["asafaya/bert-base-arabic", "UBC-NLP/MARBERT",
@@ -341,7 +297,7 @@ def test_paper_recipe_runs_with_tiny_local_encoders_in_place_of_hub_ids(tiny_enc
 
 
 def test_ablation_table_has_every_variant(tiny_encoder, tiny_encoder_b, tiny_data, tmp_path):
-    from emoscope.ablate import run_ablation, to_markdown, write_into
+    from emoscope.training.ablate import run_ablation, to_markdown, write_into
 
     config = tiny_stack_config([(tiny_encoder, True), (tiny_encoder_b, False)], tiny_data, folds=2, epochs=2)
     config = replace(config, meta=replace(config.meta, epochs=4))
@@ -401,28 +357,11 @@ name = "hybrid"
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["probabilities"]
 
 
-def test_meta_learner_with_base_logits_starts_from_their_ensemble():
-    torch.manual_seed(0)
-    meta = MetaLearner([8, 6], 3, hidden_size=5, dense_size=4, n_base=2)
-    x, n = torch.randn(4, 7, 14), torch.tensor([7, 3, 1, 5])
-    base = torch.randn(4, 6)
-    expected = (base[:, :3] + base[:, 3:]) / 2  # per-label mean of the two classifiers' logits
-    torch.testing.assert_close(meta.eval()(x, n, base=base), expected)
-    with pytest.raises(ValueError, match="reads the logits of 2 base classifiers"):
-        meta(x, n)
-    # the correction path trains: one step moves the output away from the plain ensemble
-    opt = torch.optim.SGD(meta.parameters(), lr=0.5)
-    torch.nn.functional.binary_cross_entropy_with_logits(meta.train()(x, n, base=base), torch.ones(4, 3)).backward()
-    opt.step()
-    assert not torch.allclose(meta.eval()(x, n, base=base), expected)
-
-
 def test_stack_reading_base_logits_trains_saves_loads_and_predicts_identically(tiny_encoder, tiny_encoder_b,
                                                                                tiny_data, tmp_path):
     from emoscope.bundle import read_manifest, read_validation
     from emoscope.explain import explain
     from emoscope.predict import Predictor
-    from emoscope.stack import train_stack
 
     config = tiny_stack_config([(tiny_encoder, True), (tiny_encoder_b, False)], tiny_data, folds=2)
     config = replace(config, meta=replace(config.meta, base_logits=True))
@@ -452,7 +391,7 @@ def test_stack_reading_base_logits_trains_saves_loads_and_predicts_identically(t
 
 
 def test_ablation_reports_the_base_logits_variant(tiny_encoder, tiny_data):
-    from emoscope.ablate import run_ablation
+    from emoscope.training.ablate import run_ablation
 
     config = tiny_stack_config([(tiny_encoder, True)], tiny_data, folds=2, epochs=1)
     config = replace(config, meta=replace(config.meta, base_logits=True, epochs=2))
@@ -461,7 +400,7 @@ def test_ablation_reports_the_base_logits_variant(tiny_encoder, tiny_data):
 
 
 def test_ablation_can_train_only_named_variants(tiny_encoder, tiny_data):
-    from emoscope.ablate import run_ablation, to_markdown
+    from emoscope.training.ablate import run_ablation, to_markdown
     from emoscope.errors import ConfigError
 
     config = tiny_stack_config([(tiny_encoder, True)], tiny_data, folds=2, epochs=1)
@@ -477,7 +416,6 @@ def test_ablation_can_train_only_named_variants(tiny_encoder, tiny_data):
 def test_base_logits_from_the_word_vector_pass_match_a_separate_pass(tiny_encoder, tiny_data, tmp_path):
     """Stage 2 takes the classifier logits from the word-vector pass when both caches miss; with
     the word vectors cached, the logits come from a pass of their own: the two must agree row by row."""
-    from emoscope.stack import embeddings_cache, prepare_stack
     from emoscope.data import load_training_data
 
     config = tiny_stack_config([(tiny_encoder, True)], tiny_data, folds=2, epochs=1)
@@ -494,25 +432,6 @@ def test_base_logits_from_the_word_vector_pass_match_a_separate_pass(tiny_encode
     for split in ("train", "train-naive", "validation"):
         np.testing.assert_allclose(first.base_logits["tiny0"][split].flat, second.base_logits["tiny0"][split].flat,
                                    atol=1e-5)
-
-
-def test_gradient_ready_meta_learner_computes_the_same_function_and_leaves_the_original_alone():
-    """cuDNN refuses an LSTM backward in eval mode, so explanations differentiate through a copy
-    whose LSTM is in training mode with its between-layer dropout off: same outputs, even for a
-    two-layer LSTM with dropout, and the shared original stays in eval mode, untouched."""
-
-    torch.manual_seed(0)
-    meta = MetaLearner([4, 2], n_labels=3, hidden_size=5, layers=2, dropout=0.5, pooling="attention").eval()
-    ready = gradient_ready(meta)
-    assert ready.lstm.training and ready.lstm.dropout == 0.0 and not ready.training
-    assert not meta.lstm.training and meta.lstm.dropout == 0.5
-    x = torch.randn(3, 6, 6, requires_grad=True)
-    n = torch.tensor([6, 4, 1])
-    torch.testing.assert_close(ready(x, n), meta(x, n))
-    torch.testing.assert_close(ready(x, n), ready(x, n))  # no dropout left anywhere
-    grad, = torch.autograd.grad(ready(x, n)[:, 1].sum(), x)
-    expected, = torch.autograd.grad(meta(x, n)[:, 1].sum(), x)
-    torch.testing.assert_close(grad, expected)
 
 
 def test_only_the_encoders_run_under_autocast(stacked_bundle):
@@ -537,9 +456,23 @@ def test_only_the_encoders_run_under_autocast(stacked_bundle):
 
 def test_word_vector_cache_key_holds_the_precision_only_when_not_fp32(tiny_encoder):
     from emoscope.config import EncoderConfig, StackConfig
-    from emoscope.stack import _encoder_key
 
     enc, stack = EncoderConfig(source=str(tiny_encoder)), StackConfig()
-    fp32 = _encoder_key("f" * 16, enc, NormalizerConfig(), stack)
-    assert _encoder_key("f" * 16, enc, NormalizerConfig(), stack, "fp32") == fp32  # old caches stay valid
-    assert _encoder_key("f" * 16, enc, NormalizerConfig(), stack, "bf16") != fp32
+    fp32 = encoder_key("f" * 16, enc, NormalizerConfig(), stack)
+    assert encoder_key("f" * 16, enc, NormalizerConfig(), stack, "fp32") == fp32  # old caches stay valid
+    assert encoder_key("f" * 16, enc, NormalizerConfig(), stack, "bf16") != fp32
+
+
+def test_a_stacked_recipe_whose_validation_has_no_positives_is_refused_before_stage_1(tiny_encoder, tiny_data,
+                                                                                      tmp_path):
+    """The same check, the same error class, as a single-encoder recipe (emoscope.training.run)."""
+    from conftest import make_rows, write_brighter_csv
+    from emoscope.errors import DataError
+
+    rows = [{**r, "anger": 0, "fear": 0, "joy": 0, "sadness": 0} for r in make_rows(20, seed=9)]
+    dev = write_brighter_csv(tmp_path / "dev.csv", rows)
+    config = tiny_stack_config([(tiny_encoder, True)], {"train": tiny_data["train"], "dev": dev}, folds=2)
+    logs: list[str] = []
+    with pytest.raises(DataError, match="no positive labels"):
+        train_stack(config, tmp_path / "b", progress=False, log=logs.append, work=tmp_path / "work")
+    assert not any(line.startswith("[stage 1]") for line in logs) and not (tmp_path / "work").exists()

@@ -7,8 +7,9 @@ import pytest
 
 from conftest import tiny_config
 from emoscope.bundle import read_manifest, read_validation
-from emoscope.errors import ConfigError, DataError
-from emoscope.training import length_bucketed_batches, rare_label_sample_weights, train
+from emoscope.errors import ConfigError, DataError, InputError
+from emoscope.training import train
+from emoscope.training.loop import length_bucketed_batches, rare_label_sample_weights
 
 
 def test_tiny_model_learns_the_cue_words(tiny_bundle):
@@ -88,19 +89,11 @@ def test_rare_label_weights_favour_rare_positives():
     np.testing.assert_allclose(weights, [1, 1, 1, 4, 1])
 
 
-def test_fixed_thresholds_when_tuning_is_off(tiny_encoder, tiny_data):
-    from dataclasses import replace
-
-    from emoscope.config import ThresholdConfig
-    from emoscope.training import choose_thresholds
-
-    labels = np.array([[1, 0], [0, 1], [1, 1]])
-    probs = np.array([[0.9, 0.2], [0.1, 0.7], [0.8, 0.6]])
-    config = tiny_config(tiny_encoder, tiny_data)
-    np.testing.assert_allclose(choose_thresholds(replace(config, thresholds=ThresholdConfig(tune=False, fallback=0.4)),
-                                                 labels, probs), [0.4, 0.4])
-    tuned = choose_thresholds(config, labels, probs)
-    assert ((probs >= tuned) == labels.astype(bool)).all()
+def test_a_work_folder_is_refused_for_a_single_encoder_recipe(tmp_path, tiny_encoder, tiny_data):
+    with pytest.raises(InputError, match="--work-dir is for stacked recipes"):
+        train(tiny_config(tiny_encoder, tiny_data), tmp_path / "b", progress=False, log=lambda _: None,
+              work=tmp_path / "work")
+    assert not (tmp_path / "b").exists()
 
 
 def test_datasets_with_different_labels_train_one_masked_model(tmp_path, tiny_encoder, tiny_data):

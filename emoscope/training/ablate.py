@@ -19,21 +19,28 @@ validation hold-out; ``--seeds N`` averages every trained variant over N meta-le
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from emoscope.config import LossConfig, RunConfig
-from emoscope.data import load_training_data
+from emoscope.data import Dataset, TrainingData
 from emoscope.errors import ConfigError
 from emoscope.metrics import compute_metrics
 from emoscope.models import pick_device
+from emoscope.models.runtime import peak_gpu_mb, peak_rss_mb
+from emoscope.thresholds import choose_thresholds
+from emoscope.training.run import Logger, load_run_data
+from emoscope.training.stack.stage2 import StackInputs, prepare_stack
+from emoscope.training.stack.stage3 import MetaSelection, fit_meta, meta_probs
 
-Logger = Callable[[str], None]
 SUMMARY_KEYS = ("macro_f1", "micro_f1", "jaccard", "hamming_loss")
 
 
@@ -78,92 +85,121 @@ def _mean_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def run_ablation(config: RunConfig, *, seeds: int = 1, progress: bool = False, log: Logger = print,
-                 work: Path | None = None, only: Sequence[str] = ()) -> dict[str, Any]:
-    """Train and score every variant; returns a JSON-ready dict (see :func:`to_markdown`).
-
-    ``only``: train just these meta-learner variants (by name) besides the main one (stack,
-    hybrid); the stage-1 classifiers are always scored (they cost nothing here)."""
-    from emoscope.stack import fit_meta, meta_probs, pick_thresholds, prepare_stack
-    from emoscope.models.runtime import peak_gpu_mb, peak_rss_mb
-
+def chosen_variants(config: RunConfig, seeds: int, only: Sequence[str]) -> list[dict[str, Any]]:
+    """The variants to train: all of them, or ``only`` those named besides the main one."""
     if config.kind != "stacked":
         raise ConfigError(f"{config.name} is a single-encoder recipe; ablations need a stacked recipe (a [stack] section)")
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     chosen = variants(config, config.stack.folds > 1)
-    if only:
-        names = [v["name"] for v in chosen]
-        unknown = [n for n in only if n not in names]
-        if unknown:
-            raise ConfigError(f"--only: no variant named {', '.join(repr(n) for n in unknown)} in {config.name}; "
-                              f"its variants are: {'; '.join(names)}")
-        chosen = [v for v in chosen if v["name"] in only or v.get("main")]
-    started = time.perf_counter()
-    data = load_training_data(config)
-    train_ds, val_ds = data.train, data.validation
-    scored = data.eval if data.eval is not None else val_ds
-    scored_split = "eval" if data.eval is not None else "validation"
-    labels = train_ds.label_names
-    t0 = time.perf_counter()
-    stacked = prepare_stack(config, data, work=work, progress=progress, log=log)
-    prepare_seconds = time.perf_counter() - t0
-    device = pick_device(config.training.device)
+    if not only:
+        return chosen
+    names = [v["name"] for v in chosen]
+    unknown = [n for n in only if n not in names]
+    if unknown:
+        raise ConfigError(f"--only: no variant named {', '.join(repr(n) for n in unknown)} in {config.name}; "
+                          f"its variants are: {'; '.join(names)}")
+    return [v for v in chosen if v["name"] in only or v.get("main")]
 
-    def score(probs: np.ndarray, thresholds: np.ndarray | float) -> dict[str, Any]:
-        return compute_metrics(scored.labels, probs, thresholds, label_names=labels, label_mask=scored.label_mask)
 
-    rows: list[dict[str, Any]] = []
+@dataclass
+class Scoring:
+    """Where the ablation scores its variants: the eval split (the validation split when the
+    recipe has none), with thresholds chosen on validation."""
+
+    data: TrainingData
+
+    @property
+    def scored(self) -> Dataset:
+        return self.data.eval if self.data.eval is not None else self.data.validation
+
+    @property
+    def split(self) -> str:
+        return "eval" if self.data.eval is not None else "validation"
+
+    def score(self, probs: np.ndarray, thresholds: np.ndarray | float) -> dict[str, Any]:
+        scored = self.scored
+        return compute_metrics(scored.labels, probs, thresholds, label_names=self.data.train.label_names,
+                               label_mask=scored.label_mask)
+
+    def validation_f1(self, probs: np.ndarray, thresholds: np.ndarray) -> float:
+        val = self.data.validation
+        return compute_metrics(val.labels, probs, thresholds, label_mask=val.label_mask)["macro_f1"]
+
+
+def stage1_rows(config: RunConfig, stacked: StackInputs, scoring: Scoring) -> list[dict[str, Any]]:
+    """One row per fine-tuned encoder: its own stage-1 classifier (costs nothing here)."""
+    val = scoring.data.validation
+    rows = []
     for name, single in stacked.single_scores.items():
         probs_val, probs_eval = single["validation"], single.get("eval")
-        thresholds = pick_thresholds(config.thresholds, val_ds.labels, probs_val, val_ds.label_mask)
+        thresholds = choose_thresholds(config.thresholds, val.labels, probs_val, val.label_mask)
         if probs_eval is None:
             probs_eval = probs_val
         rows.append({"name": f"{name} alone, fine-tuned classifier (stage 1)", "seeds": 1, "group": "single",
-                     **_mean_metrics([score(probs_eval, thresholds)]),
-                     "validation_macro_f1": compute_metrics(val_ds.labels, probs_val, thresholds,
-                                                            label_mask=val_ds.label_mask)["macro_f1"],
+                     **_mean_metrics([scoring.score(probs_eval, thresholds)]),
+                     "validation_macro_f1": scoring.validation_f1(probs_val, thresholds),
                      "seconds": single["info"].get("seconds")})
-    main_probs: list[tuple[np.ndarray, np.ndarray]] = []
-    meta_seconds = []
-    for variant in chosen:
-        runs, val_f1, seconds = [], [], []
-        naive = variant.get("naive", False)
-        train_emb = stacked.select(variant["encoders"], "train", naive=naive)
-        val_emb = stacked.select(variant["encoders"], "validation")
-        eval_emb = stacked.select(variant["encoders"], scored_split)
-        use_base = variant.get("base", True)
-        train_base = stacked.select_base(variant["encoders"], "train", naive=naive) if use_base else None
-        val_base = stacked.select_base(variant["encoders"], "validation") if use_base else None
-        eval_base = stacked.select_base(variant["encoders"], scored_split) if use_base else None
-        sizes = [stacked.input_sizes[stacked.encoders.index(n)] for n in variant["encoders"]]
-        for s in range(seeds):
-            fit = fit_meta(config.meta, variant["loss"], config.thresholds, config.training.seed + s, train_emb,
-                           train_ds, val_emb, val_ds, sizes, device=device, log=lambda m: log(f"  {variant['name']}: {m}"),
-                           train_base=train_base, val_base=val_base)
-            probs = meta_probs(fit.meta.to(device), eval_emb, 256, device, eval_base)
-            runs.append(score(probs, fit.thresholds))
-            val_f1.append(compute_metrics(val_ds.labels, fit.val_probs, fit.thresholds,
-                                          label_mask=val_ds.label_mask)["macro_f1"])
-            seconds.append(fit.seconds)
-            meta_seconds.append(fit.seconds)
-            if variant.get("main"):
-                main_probs.append((probs, fit.thresholds))
-        group = "single" if len(variant["encoders"]) == 1 and len(stacked.encoders) > 1 else "stack"
-        rows.append({"name": variant["name"], "seeds": seeds, "group": group, "main": bool(variant.get("main")),
-                     **_mean_metrics(runs), "validation_macro_f1": float(np.mean(val_f1)),
-                     "seconds": float(np.mean(seconds))})
-    rows.append({"name": "stack, hybrid, thresholds 0.5 (no tuning)", "seeds": seeds, "group": "stack",
-                 **_mean_metrics([score(p, 0.5) for p, _ in main_probs]), "validation_macro_f1": None, "seconds": None})
+    return rows
+
+
+def _prefixed(log: Logger, prefix: str, message: str) -> None:
+    log(f"  {prefix}: {message}")
+
+
+def variant_config(config: RunConfig, loss: LossConfig, seed: int) -> RunConfig:
+    """The recipe as one variant's meta-learner trains it: the variant's loss, seed ``seed``."""
+    return config.replace(loss=loss, training=dataclasses.replace(config.training, seed=seed))
+
+
+@dataclass
+class VariantRuns:
+    """One variant's meta-learners, one per seed: scores, and the scored split's probabilities."""
+
+    scores: list[dict[str, Any]]
+    validation_f1: list[float]
+    seconds: list[float]
+    probs: list[tuple[np.ndarray, np.ndarray]]  # (probabilities of the scored split, thresholds)
+
+
+def run_variant(config: RunConfig, variant: dict[str, Any], stacked: StackInputs, scoring: Scoring, seeds: int,
+                device: torch.device, log: Logger) -> VariantRuns:
+    """Train ``variant``'s meta-learner once per seed and score each."""
+    names, use_base = variant["encoders"], variant.get("base", True)
+    selection = MetaSelection.of(stacked, names, scoring.data, naive=variant.get("naive", False), base=use_base)
+    scored_rows = stacked.select(names, scoring.split)
+    scored_base = stacked.select_base(names, scoring.split) if use_base else None
+    runs = VariantRuns([], [], [], [])
+    for s in range(seeds):
+        fit = fit_meta(variant_config(config, variant["loss"], config.training.seed + s), selection, device=device,
+                       log=functools.partial(_prefixed, log, variant["name"]))
+        probs = meta_probs(fit.meta.to(device), scored_rows, device, scored_base)
+        runs.scores.append(scoring.score(probs, fit.thresholds))
+        runs.validation_f1.append(scoring.validation_f1(fit.val_probs, fit.thresholds))
+        runs.seconds.append(fit.seconds)
+        runs.probs.append((probs, fit.thresholds))
+    return runs
+
+
+def variant_row(variant: dict[str, Any], runs: VariantRuns, stacked: StackInputs) -> dict[str, Any]:
+    group = "single" if len(variant["encoders"]) == 1 and len(stacked.encoders) > 1 else "stack"
+    return {"name": variant["name"], "seeds": len(runs.scores), "group": group, "main": bool(variant.get("main")),
+            **_mean_metrics(runs.scores), "validation_macro_f1": float(np.mean(runs.validation_f1)),
+            "seconds": float(np.mean(runs.seconds))}
+
+
+def summary(config: RunConfig, scoring: Scoring, rows: list[dict[str, Any]], seeds: int, only: Sequence[str],
+            cost: dict[str, Any]) -> dict[str, Any]:
+    """The ablation's JSON-ready result around its rows."""
     single_best = max((r for r in rows if r["group"] == "single"), key=lambda r: r["macro_f1"], default=None)
     main = next(r for r in rows if r.get("main"))
     return {
         "recipe": config.name,
         "description": config.description,
-        "scored_on": scored.name,
-        "n_scored": len(scored),
-        "validation": val_ds.name,
-        "labels": list(labels),
+        "scored_on": scoring.scored.name,
+        "n_scored": len(scoring.scored),
+        "validation": scoring.data.validation.name,
+        "labels": list(scoring.data.train.label_names),
         "encoders": [dataclasses.asdict(e) for e in config.encoders],
         "folds": config.stack.folds,
         "seeds": seeds,
@@ -171,13 +207,42 @@ def run_ablation(config: RunConfig, *, seeds: int = 1, progress: bool = False, l
         "rows": rows,
         "best_single": single_best["name"] if single_best else None,
         "stack_beats_best_single": bool(single_best and main["macro_f1"] > single_best["macro_f1"]),
-        "cost": {"prepare_seconds": round(prepare_seconds, 1),
-                 "stage_seconds": {k: round(v, 1) for k, v in stacked.stage_seconds.items()},
-                 "meta_seconds_mean": round(float(np.mean(meta_seconds)), 1),
-                 "meta_seconds_max": round(float(np.max(meta_seconds)), 1),
-                 "total_seconds": round(time.perf_counter() - started, 1),
-                 "peak_rss_mb": round(peak_rss_mb(), 1), **peak_gpu_mb(device), "device": str(device)},
+        "cost": cost,
     }
+
+
+def run_ablation(config: RunConfig, *, seeds: int = 1, progress: bool = False, log: Logger = print,
+                 work: Path | None = None, only: Sequence[str] = ()) -> dict[str, Any]:
+    """Train and score every variant; returns a JSON-ready dict (see :func:`to_markdown`).
+
+    ``only``: train just these meta-learner variants (by name) besides the main one (stack,
+    hybrid); the stage-1 classifiers are always scored (they cost nothing here)."""
+    chosen = chosen_variants(config, seeds, only)
+    started = time.perf_counter()
+    device = pick_device(config.training.device)
+    scoring = Scoring(load_run_data(config))
+    t0 = time.perf_counter()
+    stacked = prepare_stack(config, scoring.data, device=device, work=work, progress=progress, log=log)
+    prepare_seconds = time.perf_counter() - t0
+    rows = stage1_rows(config, stacked, scoring)
+    main_probs: list[tuple[np.ndarray, np.ndarray]] = []
+    meta_seconds: list[float] = []
+    for variant in chosen:
+        runs = run_variant(config, variant, stacked, scoring, seeds, device, log)
+        rows.append(variant_row(variant, runs, stacked))
+        meta_seconds += runs.seconds
+        if variant.get("main"):
+            main_probs += runs.probs
+    rows.append({"name": "stack, hybrid, thresholds 0.5 (no tuning)", "seeds": seeds, "group": "stack",
+                 **_mean_metrics([scoring.score(p, 0.5) for p, _ in main_probs]), "validation_macro_f1": None,
+                 "seconds": None})
+    cost = {"prepare_seconds": round(prepare_seconds, 1),
+            "stage_seconds": {k: round(v, 1) for k, v in stacked.stage_seconds.items()},
+            "meta_seconds_mean": round(float(np.mean(meta_seconds)), 1),
+            "meta_seconds_max": round(float(np.max(meta_seconds)), 1),
+            "total_seconds": round(time.perf_counter() - started, 1),
+            "peak_rss_mb": round(peak_rss_mb(), 1), **peak_gpu_mb(device), "device": str(device)}
+    return summary(config, scoring, rows, seeds, only, cost)
 
 
 def _fmt(value: Any, std: Any = None) -> str:

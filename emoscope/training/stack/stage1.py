@@ -1,0 +1,250 @@
+"""Stage 1 of the stack: fine-tune each base encoder, on all training texts and on each fold's rest.
+
+With ``stack.folds = k`` every encoder with ``fine_tune = true`` gets k+1 models: ``full``
+(trained on every training text; it reads validation, eval and new texts) and ``fold-i``
+(trained on the other folds; it reads fold i's training texts): out-of-fold stacking. With
+``folds = 0`` (naive stacking) only ``full``. Encoders with ``fine_tune = false`` keep their
+pretrained weights. Each finished model lands atomically in the recipe's work folder, under a key
+of its own encoder's settings, the stage-1 settings and the training data, so an interrupted run
+resumes where it stopped and adding an encoder retrains only the new one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file, save_file
+from torch import nn
+
+from emoscope.config import EncoderConfig, LossConfig, RunConfig
+from emoscope.data import Dataset, TrainingData, iterative_stratified_split
+from emoscope.encoders import cache_dir, load_encoder
+from emoscope.errors import ConfigError
+from emoscope.fsutil import atomic_directory
+from emoscope.models import EncoderClassifier
+from emoscope.models.fingerprint import weights_fingerprint
+from emoscope.models.runtime import peak_gpu_mb, peak_rss_mb
+from emoscope.text import NormalizerConfig
+from emoscope.training.classifier import FitResult, fit_classifier
+from emoscope.training.run import Logger
+from emoscope.training.stack.embeddings import known_fingerprints, remember_fingerprint, source_stamp
+from emoscope.words import WordEncoder, read_words, text_key
+
+
+@dataclass
+class StackTexts:
+    """Every split's texts as the stack reads them: the shared words (cut to ``stack.max_words``)
+    and each text's key. Stage 1 records the keys each model was trained on; stage 2 embeds the
+    words. Splits: ``train``, ``validation`` and (when the recipe has one) ``eval``; stage 2 also
+    reads ``train-naive`` (the training texts, for the naive variant)."""
+
+    words: dict[str, list[list[str]]]
+    keys: dict[str, list[str]]
+
+    @classmethod
+    def read(cls, config: RunConfig, data: TrainingData) -> StackTexts:
+        splits = (("train", data.train), ("validation", data.validation), ("eval", data.eval))
+        words = {split: [read_words(t, config.text, config.stack.max_words).model_words for t in ds.texts]
+                 for split, ds in splits if ds is not None}
+        return cls(words, {split: [text_key(w) for w in ws] for split, ws in words.items()})
+
+    @staticmethod
+    def source(split: str) -> str:
+        """The split whose texts ``split`` reads (``train-naive`` reads the training texts)."""
+        return "train" if split == "train-naive" else split
+
+    def count(self, split: str) -> int:
+        return len(self.keys[self.source(split)])
+
+
+@dataclass
+class StageOneModel:
+    """One instance of a base encoder after stage 1: pretrained (``role = "pretrained"``, no
+    folder), fine-tuned on all training texts (``full``) or on all but one fold (``fold-i``),
+    with the keys of the texts it was trained on."""
+
+    encoder: str
+    role: str
+    folder: Path | None
+    trained_on: frozenset[str]
+    source: str
+    pooling: str
+
+    @classmethod
+    def pretrained(cls, enc_cfg: EncoderConfig) -> StageOneModel:
+        return cls(enc_cfg.label, "pretrained", None, frozenset(), enc_cfg.source, enc_cfg.pooling)
+
+    def info(self) -> dict[str, Any]:
+        """The fine-tuned model's ``info.json`` (what it was trained on, its history and scores)."""
+        return json.loads((self.folder / "info.json").read_text(encoding="utf-8"))
+
+    def fingerprint(self) -> str | None:
+        """The weights fingerprint without loading the model, when it is known (else None)."""
+        if self.folder is not None:
+            return self.info().get("fingerprint")
+        return known_fingerprints().get(source_stamp(self.source) or "")
+
+    def remember(self, fingerprint: str) -> None:
+        """Record a fingerprint computed by loading the model, for the next run: in the registry
+        for a pretrained source, in ``info.json`` for a stage-1 model from an older run."""
+        if self.folder is None:
+            remember_fingerprint(self.source, fingerprint)
+            return
+        info = {**self.info(), "fingerprint": fingerprint}
+        tmp = self.folder / f".info.{uuid.uuid4().hex[:8]}.tmp"
+        tmp.write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, self.folder / "info.json")
+
+    def scores(self) -> dict[str, Any]:
+        """A fine-tuned ``full`` model's validation (and eval) probabilities, and its ``info``."""
+        return {**load_file(str(self.folder / "probs.safetensors")), "info": self.info()}
+
+    def load(self) -> tuple[Any, nn.Module]:
+        """``(tokenizer, encoder)``."""
+        return load_encoder(self.source if self.folder is None else str(self.folder / "encoder"))
+
+    def load_with_head(self, normalizer: NormalizerConfig, max_length: int, max_words: int,
+                       prefix: str) -> tuple[WordEncoder, nn.Module, nn.Module | None]:
+        """``(word encoder, encoder, classifier head)``; the head is None for a pretrained encoder."""
+        if self.folder is None:
+            tokenizer, encoder = load_encoder(self.source)
+            return WordEncoder(tokenizer, normalizer, max_length, max_words, prefix), encoder, None
+        n_labels = self.info()["n_labels"]
+        model = EncoderClassifier.load(self.folder, n_labels, self.pooling, normalizer, max_length, prefix, max_words)
+        return model.word_encoder, model.encoder, model.head
+
+
+def fold_assignments(labels: np.ndarray, keys: Sequence[str], k: int, seed: int) -> np.ndarray:
+    """Label-stratified fold number (0..k-1) per example; copies of a text share a fold."""
+    n = len(labels)
+    if n < k:
+        raise ConfigError(f"stack.folds = {k} needs at least {k} training texts, got {n}")
+    folds = np.full(n, k - 1, dtype=np.int64)
+    remaining = np.arange(n)
+    for f in range(k - 1):
+        _, take = iterative_stratified_split(labels[remaining], test_size=1.0 / (k - f), seed=seed + f)
+        take = np.asarray(sorted(take))
+        folds[remaining[take]] = f
+        remaining = np.setdiff1d(remaining, remaining[take])
+    first: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        folds[i] = first.setdefault(key, int(folds[i]))
+    return folds
+
+
+def work_folder(config: RunConfig) -> Path:
+    """Where a stacked recipe keeps its stage-1 models (each under a key of its own settings)."""
+    return cache_dir() / "stack-work" / config.name
+
+
+def stage1_dir(work: Path, config: RunConfig, enc_cfg: EncoderConfig, train_ds: Dataset) -> Path:
+    """One folder per (encoder settings, stage-1 settings, training data): a model stays reusable
+    when other encoders are added to or dropped from the recipe."""
+    encoder = {k: v for k, v in dataclasses.asdict(enc_cfg).items() if k != "name" and not (k == "seed" and v is None)}
+    relevant = {"encoder": encoder, "training": dataclasses.asdict(config.training), "text": config.text.to_dict(),
+                "folds": config.stack.folds, "finetune_loss": config.stack.finetune_loss,
+                "train": train_ds.fingerprint(), "validation": dataclasses.asdict(config.data)}
+    digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
+    return work / "stage1" / f"{enc_cfg.label}-{digest}"
+
+
+def _indented(log: Logger, message: str) -> None:
+    log(f"    {message}")
+
+
+def _save_finished(folder: Path, fit: FitResult, probs: dict[str, np.ndarray], info: dict[str, Any],
+                   device: torch.device, started: float) -> None:
+    """Write one finished stage-1 model, its probabilities and ``info.json``, atomically."""
+    with atomic_directory(folder) as tmp:
+        fit.model.cpu().save(tmp)
+        save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in probs.items()}, str(tmp / "probs.safetensors"))
+        info = {**info, "best_epoch": fit.best_epoch, "fingerprint": weights_fingerprint(fit.model.encoder),
+                "thresholds": [float(x) for x in fit.thresholds], "history": fit.history,
+                "seconds": round(time.perf_counter() - started, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
+                **peak_gpu_mb(device), "device": str(device)}
+        (tmp / "info.json").write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
+
+
+def finetune(config: RunConfig, enc_cfg: EncoderConfig, role: str, train_ds: Dataset, val_ds: Dataset,
+             eval_ds: Dataset | None, keys: Sequence[str], root: Path, *, device: torch.device, log: Logger,
+             progress: bool) -> StageOneModel:
+    """Fine-tune (or reuse a finished) stage-1 model on ``train_ds`` (whose text keys are ``keys``),
+    in ``root / role``."""
+    name = enc_cfg.label
+    folder = root / role
+    trained_on = frozenset(keys)
+    keys_digest = hashlib.sha256("\n".join(sorted(trained_on)).encode()).hexdigest()[:24]
+    model = StageOneModel(name, role, folder, trained_on, enc_cfg.source, enc_cfg.pooling)
+    if (folder / "info.json").exists() and model.info().get("trained_on_digest") == keys_digest:
+        log(f"[stage 1] {name}/{role}: reusing the finished model in {folder}")
+        return model
+    started = time.perf_counter()
+    log(f"[stage 1] {name}/{role}: fine-tuning on {len(train_ds)} texts")
+    fit = fit_classifier(config, enc_cfg, train_ds, val_ds, loss=LossConfig(name=config.stack.finetune_loss),
+                         progress=progress, log=functools.partial(_indented, log), device=device)
+    probs = {"validation": fit.val_probs}
+    if eval_ds is not None and role == "full":
+        probs["eval"] = fit.model.predict_proba(eval_ds.texts)
+    info = {"encoder": name, "role": role, "n_labels": len(train_ds.label_names), "n_train": len(train_ds),
+            "trained_on_digest": keys_digest, "trained_on": sorted(trained_on)}
+    _save_finished(folder, fit, probs, info, device, started)
+    fit.model.to("cpu")
+    del fit
+    log(f"[stage 1] {name}/{role}: done in {time.perf_counter() - started:.0f}s")
+    return model
+
+
+@dataclass
+class StageOne:
+    """What stage 1 leaves: per encoder, the model that goes into the bundle (``full`` or the
+    pretrained one) and, out-of-fold, the fold models; the fold of each training text; each
+    fine-tuned encoder's own validation/eval probabilities (its ``full`` classifier's)."""
+
+    models: dict[str, StageOneModel]
+    fold_models: dict[str, list[StageOneModel]]
+    folds: np.ndarray | None
+    single_scores: dict[str, dict[str, Any]]
+    seconds: float
+    peak_rss_mb: float
+
+
+def run_stage1(config: RunConfig, data: TrainingData, texts: StackTexts, work: Path, *, device: torch.device,
+               log: Logger, progress: bool) -> StageOne:
+    """Fine-tune (or reuse) every encoder's stage-1 models, in recipe order."""
+    started = time.perf_counter()
+    k = config.stack.folds
+    train_keys = texts.keys["train"]
+    folds = fold_assignments(data.train.labels, train_keys, k, config.training.seed) if k > 1 else None
+    models: dict[str, StageOneModel] = {}
+    fold_models: dict[str, list[StageOneModel]] = {}
+    single_scores: dict[str, dict[str, Any]] = {}
+    for enc_cfg in config.encoders:
+        name = enc_cfg.label
+        if not enc_cfg.fine_tune:
+            models[name] = StageOneModel.pretrained(enc_cfg)
+            continue
+        root = stage1_dir(work, config, enc_cfg, data.train)
+        models[name] = finetune(config, enc_cfg, "full", data.train, data.validation, data.eval, train_keys, root,
+                                device=device, log=log, progress=progress)
+        single_scores[name] = models[name].scores()
+        if folds is None:
+            continue
+        fold_models[name] = []
+        for f in range(k):
+            idx = np.flatnonzero(folds != f)
+            fold_models[name].append(finetune(config, enc_cfg, f"fold-{f + 1}", data.train.subset(idx),
+                                              data.validation, None, [train_keys[j] for j in idx], root,
+                                              device=device, log=log, progress=progress))
+    return StageOne(models, fold_models, folds, single_scores, time.perf_counter() - started, peak_rss_mb())
