@@ -46,6 +46,12 @@ class ValidationData:
     ids: list[str]
     mask: np.ndarray | None = None  # bool [n, L], True = annotated; None = all annotated
 
+    @classmethod
+    def of(cls, dataset: Any, probs: np.ndarray) -> ValidationData:
+        """A validation ``Dataset`` and the model's probabilities for it."""
+        return cls(texts=list(dataset.texts), labels=dataset.labels, probs=probs, ids=list(dataset.ids),
+                   mask=dataset.label_mask)
+
     def to_json(self) -> dict[str, Any]:
         out = {
             "texts": self.texts,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
+from emoscope.data import data_summary
 from emoscope.errors import BundleError
 from emoscope.text import NormalizerConfig
 
@@ -178,8 +179,6 @@ def build_manifest(config: Any, data: Any, thresholds: Any, model: ModelSpec, me
                    training: dict[str, Any]) -> Manifest:
     """The manifest of a bundle trained from recipe ``config`` on ``data`` (a ``TrainingData``);
     ``bundle.save_bundle`` adds the format, library versions and file table."""
-    from emoscope.data import data_summary  # the data package stays out of bundle reading
-
     return Manifest(name=config.name, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     labels=list(data.train.label_names), languages=data.languages,
                     thresholds=[float(x) for x in thresholds], model=model, text=config.text.to_dict(),

@@ -208,8 +208,7 @@ def train_classifier(config: RunConfig, output: str | Path, *, overwrite: bool =
     training = {"best_epoch": fit.best_epoch, "epochs_run": len(fit.history), "seconds": round(seconds, 1),
                 **run_cost(device), "platform": platform.platform()}
     manifest = build_manifest(config, data, thresholds, classifier_spec(model, enc_cfg, len(labels)), results, training)
-    validation = bundle_io.ValidationData(texts=list(val_ds.texts), labels=val_ds.labels, probs=fit.val_probs,
-                                          ids=list(val_ds.ids), mask=val_ds.label_mask)
+    validation = bundle_io.ValidationData.of(val_ds, fit.val_probs)
     path = bundle_io.save_bundle(output, manifest, model.cpu().save, validation=validation, log=fit.history,
                                  overwrite=overwrite)
     log(f"[done] {path} in {seconds:.0f}s; validation macro-F1 {results['validation']['macro_f1']:.4f} "

@@ -105,9 +105,7 @@ def train_stack(config: RunConfig, output: str | Path, *, overwrite: bool = Fals
                            encoders=entries)
     manifest = build_manifest(config, data, fit.thresholds, model_spec, results,
                               training_record(stacked, fit, seconds, device))
-    validation = bundle_io.ValidationData(texts=list(data.validation.texts), labels=data.validation.labels,
-                                          probs=fit.val_probs, ids=list(data.validation.ids),
-                                          mask=data.validation.label_mask)
+    validation = bundle_io.ValidationData.of(data.validation, fit.val_probs)
     writer = functools.partial(write_model, entries=entries, loaded=loaded, stacked=stacked, fit=fit, labels=labels)
     path = bundle_io.save_bundle(output, manifest, writer, validation=validation, log=fit.history, overwrite=overwrite)
     log(f"[done] {path} in {seconds:.0f}s; validation macro-F1 {results['validation']['macro_f1']:.4f}; "
