@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from emoscope.bundle import read_manifest
 from emoscope.data import default_data_root
 
 pytestmark = pytest.mark.slow
@@ -42,7 +43,7 @@ def smoke_bundle(tmp_path_factory):
 
 @needs_data
 def test_smoke_recipe_trains_a_minilm_bundle(smoke_bundle):
-    manifest = json.loads((smoke_bundle / "manifest.json").read_text())
+    manifest = read_manifest(smoke_bundle)
     assert manifest.model.encoders[0].source == "minilm-l6"
     assert manifest.labels == ["anger", "fear", "joy", "sadness", "surprise"]
     assert manifest.data["n_train"] == 48
@@ -132,7 +133,7 @@ def test_smoke_stack_recipe_trains_predicts_and_reruns_from_the_cache(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "emoscope.cli", "train", "--config", recipe, "--output", str(out),
                            "--quiet", *work], capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = read_manifest(out)
     assert manifest.model.kind == "stacked"
     assert [e.source for e in manifest.model.encoders] == ["minilm-l6", "me5-small"]
     assert [e.text_prefix for e in manifest.model.encoders] == ["", "query:"]
