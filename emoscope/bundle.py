@@ -159,7 +159,15 @@ def read_manifest(path: str | Path, verify: bool = True) -> Manifest:
     return manifest
 
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
+"""File types that can hold pickled objects: a bundle holds none (weights are safetensors)."""
+
+
 def _check_files(folder: Path, files: dict[str, Any], verify: bool) -> None:
+    pickles = [rel for rel in files if rel.lower().endswith(PICKLE_SUFFIXES)]
+    if pickles:
+        raise BundleError(f"{folder}: '{pickles[0]}' is a pickle-format file; EmoScope bundles hold weights only as "
+                          "safetensors and never unpickle anything")
     for rel, info in files.items():
         path = folder / rel
         if not path.resolve().is_relative_to(folder.resolve()):

@@ -9,8 +9,11 @@ written back, so a threshold update never loses what a newer or older EmoScope r
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
+from pathlib import PurePosixPath
 from typing import Any
 
 from emoscope.data import data_summary
@@ -22,14 +25,43 @@ FORMAT_VERSION = 1
 
 
 def _record_from(cls: type, raw: Any, where: str) -> Any:
-    """Build a record dataclass from a JSON object: known keys become fields, the rest ``extra``."""
+    """Build a record dataclass from a JSON object: known keys become fields, the rest ``extra``;
+    a field of the wrong JSON type is a ``BundleError`` naming it."""
     if not isinstance(raw, dict):
         raise BundleError(f"{where} must be a JSON object, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)} - {"extra"}
-    try:
-        return cls(**{k: raw[k] for k in known if k in raw}, extra={k: v for k, v in raw.items() if k not in known})
-    except TypeError as exc:  # a required key is missing
-        raise BundleError(f"{where}: {exc}") from None
+    for key in known & raw.keys():
+        if not _json_type_ok(raw[key], hints[key]):
+            raise BundleError(f"{where}: '{key}' has the wrong type ({type(raw[key]).__name__})")
+    missing = sorted(f.name for f in fields(cls) if f.name in known and f.name not in raw
+                     and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+    if missing:
+        raise BundleError(f"{where}: required field '{missing[0]}' is missing")
+    return cls(**{k: raw[k] for k in known if k in raw}, extra={k: v for k, v in raw.items() if k not in known})
+
+
+def _json_type_ok(value: Any, hint: Any) -> bool:
+    """Whether a JSON value has the outer type a field's annotation asks for (records are checked
+    when they are built; numbers may be ints where floats are asked for)."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return any(_json_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is Any or dataclasses.is_dataclass(hint):
+        return True
+    origin = typing.get_origin(hint) or hint
+    if origin is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, origin)
+
+
+def _inside(path: str | None) -> bool:
+    """A path inside the bundle: relative, with no ``..`` part."""
+    return path is None or (not PurePosixPath(path).is_absolute() and ".." not in PurePosixPath(path).parts
+                            and "\\" not in path)
 
 
 def _record_to(record: Any) -> dict[str, Any]:
@@ -91,8 +123,8 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.encoders, list) or not self.encoders:
             raise BundleError("the manifest's model lists no encoders")
-        self.encoders = [e if isinstance(e, EncoderEntry) else _record_from(EncoderEntry, e, "model.encoders[]")
-                         for e in self.encoders]
+        self.encoders = [e if isinstance(e, EncoderEntry) else _record_from(EncoderEntry, e, f"model.encoders[{i}]")
+                         for i, e in enumerate(self.encoders)]
 
 
 @dataclass(kw_only=True)
@@ -130,16 +162,22 @@ class Manifest:
 
     def _check(self, where: str) -> None:
         labels = self.labels
-        if not isinstance(labels, list) or not labels or len(set(labels)) != len(labels):
+        if (not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels)
+                or len(set(labels)) != len(labels)):
             raise BundleError(f"{where}: 'labels' must be a non-empty list of distinct names")
         thresholds = self.thresholds
         if (not isinstance(thresholds, list) or len(thresholds) != len(labels)
-                or not all(isinstance(t, (int, float)) and 0.0 <= t <= 1.0 for t in thresholds)):
+                or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0.0 <= t <= 1.0 for t in thresholds)):
             raise BundleError(f"{where}: 'thresholds' must hold one number in [0, 1] per label")
         if self.model.n_labels != len(labels):
             raise BundleError(f"{where}: the manifest lists {len(labels)} labels but the model has {self.model.n_labels}")
-        if not isinstance(self.files, dict):
+        if not all(isinstance(v, dict) for v in self.files.values()):
             raise BundleError(f"{where}: 'files' must map file names to their size and sha256")
+        paths = [("model.path", self.model.path)] + [(f"model.encoders[{i}].path", e.path)
+                                                     for i, e in enumerate(self.model.encoders)]
+        for name, path in paths:
+            if not _inside(path):
+                raise BundleError(f"{where}: {name} '{path}' points outside the bundle; a bundle loads only its own files")
 
     def to_dict(self) -> dict[str, Any]:
         return _record_to(self)

@@ -125,6 +125,12 @@ def test_manifest_round_trips_and_keeps_what_it_does_not_know(tiny_bundle):
     (lambda m: m["model"].update(encoders=[]), "no encoders"),
     (lambda m: m["model"].pop("kind"), "kind"),
     (lambda m: m["model"].update(encoders=["x"]), "must be a JSON object"),
+    (lambda m: m.update(files=["model/head.safetensors"]), "'files' has the wrong type"),
+    (lambda m: m.update(model="encoder-classifier"), "model must be a JSON object"),
+    (lambda m: m["model"].update(n_labels="4"), "'n_labels' has the wrong type"),
+    (lambda m: m["model"]["encoders"][0].update(max_length=[64]), r"encoders\[0\]: 'max_length' has the wrong type"),
+    (lambda m: m.update(labels=[["anger"], ["fear"]]), "labels"),
+    (lambda m: m.update(thresholds=[True] * 4), "thresholds"),
 ])
 def test_a_malformed_manifest_is_refused_by_name(tiny_bundle, edit, message):
     raw = json.loads((tiny_bundle / "manifest.json").read_text(encoding="utf-8"))
@@ -184,3 +190,59 @@ def test_foreign_model_directory_is_refused(tiny_encoder):
     # A plain Hugging Face folder (config.json + weights) is an encoder, not a bundle.
     with pytest.raises(BundleError, match="not an EmoScope bundle: no manifest.json"):
         Predictor(tiny_encoder)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: m["model"].update(path="../elsewhere"),
+    lambda m: m["model"].update(path="/tmp"),
+    lambda m: m["model"]["encoders"][0].update(path="../../x"),
+])
+def test_a_manifest_pointing_outside_its_bundle_is_refused(tiny_bundle, edit):
+    raw = json.loads((tiny_bundle / "manifest.json").read_text(encoding="utf-8"))
+    edit(raw)
+    with pytest.raises(BundleError, match="points outside the bundle"):
+        Manifest.from_dict(raw)
+
+
+def _rewrite_manifest(bundle, edit):
+    path = bundle / "manifest.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    edit(raw)
+    path.write_text(json.dumps(raw), encoding="utf-8")
+
+
+def test_pickled_weights_are_never_loaded(bundle_copy):
+    import torch
+    from safetensors.torch import load_file
+
+    from emoscope.fsutil import sha256_file
+
+    encoder = bundle_copy / "model" / "encoder"
+    torch.save(load_file(str(encoder / "model.safetensors")), encoder / "pytorch_model.bin")
+    (encoder / "model.safetensors").unlink()
+
+    def swap_in_the_pickle(raw):
+        files = {k: v for k, v in raw["files"].items() if not k.endswith("model.safetensors")}
+        rel = "model/encoder/pytorch_model.bin"
+        files[rel] = {"size": (bundle_copy / rel).stat().st_size, "sha256": sha256_file(bundle_copy / rel)}
+        raw["files"] = files
+
+    _rewrite_manifest(bundle_copy, swap_in_the_pickle)
+    with pytest.raises(BundleError, match="pickle-format file"):
+        Predictor(bundle_copy)
+    # the pickle left out of the file table: it is still never unpickled, and the error is one line
+    _rewrite_manifest(bundle_copy, lambda raw: raw["files"].pop("model/encoder/pytorch_model.bin"))
+    with pytest.raises(BundleError, match="cannot load the model"):
+        Predictor(bundle_copy)
+
+
+def test_a_single_encoder_bundle_whose_labels_were_edited_is_refused(bundle_copy):
+    _rewrite_manifest(bundle_copy, lambda raw: raw.update(labels=list(reversed(raw["labels"]))))
+    with pytest.raises(BundleError, match="does not match the labels the classifier was trained on"):
+        Predictor(bundle_copy)
+
+
+def test_a_manifest_missing_what_its_model_kind_needs_is_refused(bundle_copy):
+    _rewrite_manifest(bundle_copy, lambda raw: raw["model"].pop("pooling"))
+    with pytest.raises(BundleError, match="has no 'pooling'"):
+        Predictor(bundle_copy)

@@ -286,11 +286,12 @@ def load_tokenizer(source: str):
         raise EncoderError(f"cannot load the tokenizer of '{source}' from {where}: {_first_line(exc)}") from exc
 
 
-def load_encoder(source: str, *, attn_implementation: str | None = None):
+def load_encoder(source: str, *, attn_implementation: str | None = None, safetensors_only: bool = False):
     """Load ``(tokenizer, model)`` for a source through ``AutoTokenizer``/``AutoModel``.
 
     ``attn_implementation="eager"`` is for callers that need attention weights; everything
-    else takes the library's default (SDPA), which is faster.
+    else takes the library's default (SDPA), which is faster. ``safetensors_only`` (bundles)
+    refuses weights in any pickle format, which transformers would otherwise fall back to.
     """
     from safetensors import SafetensorError
     from transformers import AutoConfig, AutoModel
@@ -301,6 +302,8 @@ def load_encoder(source: str, *, attn_implementation: str | None = None):
     kwargs: dict[str, Any] = {}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
+    if safetensors_only:
+        kwargs["use_safetensors"] = True
     try:
         config = AutoConfig.from_pretrained(where)
         if config.model_type == "bert":

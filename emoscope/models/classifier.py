@@ -10,13 +10,14 @@ an :class:`~emoscope.models.base.EmotionModel`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -54,16 +55,38 @@ def load_head(path: Path, hidden: int, n_labels: int) -> nn.Linear:
     return head.eval()
 
 
+def require_fields(folder: Path, where: str, record: Any, names: Sequence[str]) -> None:
+    """``BundleError`` when the manifest leaves out a field this model kind needs."""
+    missing = [n for n in names if getattr(record, n) is None]
+    if missing:
+        raise BundleError(f"{folder}: manifest.json: {where} has no '{missing[0]}', which this kind of model needs")
+
+
+def head_labels(path: Path) -> list[str] | None:
+    """The label names saved beside a classifier head, or None (heads saved before they were)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("labels")
+    except (OSError, SafetensorError) as exc:
+        raise BundleError(f"cannot read the classifier head {path}: {exc}") from exc
+    return json.loads(raw) if raw else None
+
+
 class EncoderClassifier(EmotionModel):
     """A transformer encoder with a pooled multi-label head."""
 
     kind = "encoder-classifier"
 
     def __init__(self, encoder: nn.Module, word_encoder: WordEncoder, n_labels: int, pooling: str = "mean",
-                 dropout: float = 0.1, name: str = "encoder"):
+                 dropout: float = 0.1, name: str = "encoder", labels: Sequence[str] | None = None):
+        """``labels``: the label names, in the head's order, when known: saved beside the head so
+        that a bundle whose label list was edited is refused on loading."""
         if pooling not in TOKEN_POOLINGS:
             raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+        if labels is not None and len(labels) != n_labels:
+            raise ValueError(f"{len(labels)} label names for a head of {n_labels} labels")
         super().__init__([word_encoder], [name], [True])
+        self.labels = list(labels) if labels is not None else None
         self.encoder = encoder
         self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
@@ -133,19 +156,27 @@ class EncoderClassifier(EmotionModel):
         folder.mkdir(parents=True, exist_ok=True)
         self.encoder.save_pretrained(folder / "encoder", safe_serialization=True)
         self.word_encoder.tokenizer.save_pretrained(folder / "encoder")
+        metadata = {"labels": json.dumps(self.labels, ensure_ascii=False)} if self.labels is not None else None
         save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()},
-                  str(folder / "head.safetensors"))
+                  str(folder / "head.safetensors"), metadata=metadata)
 
     @classmethod
     def load(cls, folder: Path, n_labels: int, pooling: str, normalizer: NormalizerConfig, max_length: int,
-             prefix: str = "", max_words: int | None = None, name: str = "encoder") -> EncoderClassifier:
-        """Load what :meth:`save` wrote, in eval mode, reading texts with the given word settings."""
+             prefix: str = "", max_words: int | None = None, name: str = "encoder",
+             labels: Sequence[str] | None = None) -> EncoderClassifier:
+        """Load what :meth:`save` wrote, in eval mode, reading texts with the given word settings.
+        ``labels`` are checked against the names saved beside the head (heads saved before names
+        were recorded there cannot be checked)."""
         try:
-            tokenizer, encoder = load_encoder(str(folder / "encoder"))
+            tokenizer, encoder = load_encoder(str(folder / "encoder"), safetensors_only=True)
         except EncoderError as exc:
             raise BundleError(f"cannot load the model in {folder}: {exc}") from exc
         word_encoder = WordEncoder(tokenizer, normalizer, max_length, max_words, prefix)
-        model = cls(encoder, word_encoder, n_labels=n_labels, pooling=pooling, dropout=0.0, name=name)
+        saved = head_labels(folder / "head.safetensors")
+        if labels is not None and saved is not None and list(labels) != saved:
+            raise BundleError(f"{folder.parent}: the label list in manifest.json ({', '.join(labels)}) does not match "
+                              f"the labels the classifier was trained on ({', '.join(saved)}); the bundle was edited")
+        model = cls(encoder, word_encoder, n_labels=n_labels, pooling=pooling, dropout=0.0, name=name, labels=saved)
         head = load_head(folder / "head.safetensors", encoder.config.hidden_size, n_labels)
         model.head.load_state_dict(head.state_dict())
         return model.eval()
@@ -154,7 +185,8 @@ class EncoderClassifier(EmotionModel):
     def from_bundle(cls, folder: Path, manifest: Any) -> EncoderClassifier:
         """The model of a single-encoder bundle (``manifest``: its :class:`~emoscope.bundle.Manifest`)."""
         spec = manifest.model
+        require_fields(folder, "model", spec, ("pooling", "max_length"))
         entry = spec.encoders[0]
         name = entry.source.rstrip("/").split("/")[-1]
         return cls.load(folder / spec.path, manifest.n_labels, spec.pooling, manifest.normalizer, spec.max_length,
-                        entry.text_prefix, name=name)
+                        entry.text_prefix, name=name, labels=manifest.labels)

@@ -22,7 +22,7 @@ from torch import nn
 from emoscope.encoders import load_encoder
 from emoscope.errors import BundleError, EmoScopeError
 from emoscope.models.base import Batch, EmotionModel
-from emoscope.models.classifier import TOKEN_POOLINGS, load_head, pool_tokens
+from emoscope.models.classifier import TOKEN_POOLINGS, load_head, pool_tokens, require_fields
 from emoscope.models.fingerprint import weights_fingerprint
 from emoscope.models.meta import MetaLearner, build_meta, gradient_ready, meta_config, read_meta
 from emoscope.models.runtime import batched_probs
@@ -111,6 +111,9 @@ class StackedModel(EmotionModel):
     def from_bundle(cls, folder: Path, manifest: Any) -> StackedModel:
         """Load a stacked bundle's model, refusing encoders or labels that no longer match the meta-learner."""
         spec = manifest.model
+        require_fields(folder, "model", spec, ("max_words", "meta"))
+        for k, entry in enumerate(spec.encoders):
+            require_fields(folder, f"model.encoders[{k}]", entry, ("path", "max_length"))
         labels = manifest.labels
         root = folder / spec.path
         entries = spec.encoders
@@ -146,7 +149,7 @@ class StackedModel(EmotionModel):
 def _load_member(folder: Path, root: Path, k: int, entry: Any, saved: Any, manifest: Any) -> tuple[nn.Module, WordEncoder]:
     """Encoder ``k`` of a stacked bundle and its word encoder, checked against the meta-learner's record."""
     try:
-        tokenizer, encoder = load_encoder(str(root / entry.path))
+        tokenizer, encoder = load_encoder(str(root / entry.path), safetensors_only=True)
     except EmoScopeError as exc:
         raise BundleError(f"{folder}: encoder {k} ({entry.name}): {exc}") from exc
     if weights_fingerprint(encoder) != saved.fingerprints[k]:

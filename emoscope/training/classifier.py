@@ -46,13 +46,13 @@ class FitResult:
     thresholds: np.ndarray
 
 
-def build_classifier(config: RunConfig, enc_cfg: EncoderConfig, n_labels: int, device: torch.device,
+def build_classifier(config: RunConfig, enc_cfg: EncoderConfig, labels: list[str], device: torch.device,
                      log: Logger) -> EncoderClassifier:
     """The encoder with a fresh head, frozen as the recipe says, placed on ``device``."""
     tokenizer, encoder = load_encoder(enc_cfg.source)
     word_encoder = WordEncoder(tokenizer, config.text, enc_cfg.max_length, prefix=text_prefix(enc_cfg.source))
-    model = EncoderClassifier(encoder, word_encoder, n_labels=n_labels, pooling=enc_cfg.pooling,
-                              dropout=enc_cfg.dropout, name=enc_cfg.label)
+    model = EncoderClassifier(encoder, word_encoder, n_labels=len(labels), pooling=enc_cfg.pooling,
+                              dropout=enc_cfg.dropout, name=enc_cfg.label, labels=labels)
     if not enc_cfg.fine_tune:
         model.encoder.requires_grad_(False)
         log("[model] encoder frozen: only the head trains")
@@ -142,7 +142,7 @@ def fit_classifier(config: RunConfig, enc_cfg: EncoderConfig, train_ds: Dataset,
     t = config.training
     seed = t.seed if enc_cfg.seed is None else enc_cfg.seed
     seed_everything(seed)
-    model = build_classifier(config, enc_cfg, len(train_ds.label_names), device, log)
+    model = build_classifier(config, enc_cfg, list(train_ds.label_names), device, log)
     train_ids, val_ids = tokenise(model.word_encoder, train_ds, val_ds, enc_cfg.max_length, log)
     loss_fn = loss_from_config(loss or config.loss, train_ds.labels, train_ds.label_mask).to(device)
     optimizer = encoder_optimizer(model, t)
