@@ -9,6 +9,7 @@ Layout::
     model/head.safetensors
     validation.json      validation texts, gold labels and predicted probabilities
     training_log.jsonl   one JSON object per epoch
+    README.md            the model card (``emoscope.card``), and training_curves.svg beside it
 
 No pickle anywhere: weights are safetensors, everything else is JSON, so loading a bundle
 from a stranger cannot run code. A bundle is built in a hidden temporary sibling folder and
@@ -28,12 +29,14 @@ from typing import Any
 
 import numpy as np
 
+from emoscope.card import CARD, CARD_FILES, write_card
 from emoscope.errors import BundleError
 from emoscope.fsutil import atomic_directory, sha256_file
 from emoscope.manifest import FORMAT, FORMAT_VERSION, Manifest
 
 MANIFEST = "manifest.json"
 VALIDATION = "validation.json"
+LOG = "training_log.jsonl"
 
 
 @dataclass
@@ -100,7 +103,7 @@ def save_bundle(
     """Write a bundle atomically; ``write_model(folder)`` writes the weights into ``folder``.
 
     ``manifest`` holds everything descriptive; this function adds the format, version,
-    library versions and the file table. An existing ``target`` is replaced only when
+    library versions, the model card and the file table. An existing ``target`` is replaced only when
     ``overwrite`` is true, and only once the new bundle is complete.
     """
     target = Path(target)
@@ -110,21 +113,24 @@ def save_bundle(
         write_model(tmp / "model")
         if validation is not None:
             _write_json(tmp / VALIDATION, validation.to_json())
-        with (tmp / "training_log.jsonl").open("w", encoding="utf-8") as f:
-            for row in log:
+        rows = list(log)
+        with (tmp / LOG).open("w", encoding="utf-8") as f:
+            for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        files = {
-            str(p.relative_to(tmp)): {"size": p.stat().st_size, "sha256": sha256_file(p)}
-            for p in sorted(tmp.rglob("*")) if p.is_file()
-        }
         full = dataclasses.replace(manifest, format=FORMAT, format_version=FORMAT_VERSION,
-                                   library_versions=library_versions(), files=files)
-        _write_json(tmp / MANIFEST, full.to_dict())
+                                   library_versions=library_versions())
+        write_card(tmp, full, validation, rows)  # before the file table, which lists the card
+        files = {str(p.relative_to(tmp)): _file_entry(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        _write_json(tmp / MANIFEST, dataclasses.replace(full, files=files).to_dict())
     return target
 
 
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def _file_entry(path: Path) -> dict[str, Any]:
+    return {"size": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def read_manifest(path: str | Path, verify: bool = True) -> Manifest:
@@ -134,6 +140,13 @@ def read_manifest(path: str | Path, verify: bool = True) -> Manifest:
     missing, truncated or modified files, each with what to do about it.
     """
     folder = Path(path)
+    manifest = _parse_manifest(folder)
+    _check_files(folder, manifest.files, verify)
+    return manifest
+
+
+def _parse_manifest(folder: Path) -> Manifest:
+    """The bundle's manifest, format and fields checked; its file table not yet."""
     if not folder.exists():
         raise BundleError(f"model bundle not found: {folder}")
     if not folder.is_dir():
@@ -154,9 +167,7 @@ def read_manifest(path: str | Path, verify: bool = True) -> Manifest:
     if version > FORMAT_VERSION:
         raise BundleError(f"{folder} was written by a newer EmoScope (bundle format {version}; this version reads up to "
                           f"{FORMAT_VERSION}); upgrade EmoScope to load it")
-    manifest = Manifest.from_dict(manifest, str(manifest_path))
-    _check_files(folder, manifest.files, verify)
-    return manifest
+    return Manifest.from_dict(manifest, str(manifest_path))
 
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
@@ -193,15 +204,52 @@ def read_validation(folder: str | Path, manifest: Manifest) -> ValidationData | 
         raise BundleError(f"{path} is corrupted: {exc}") from exc
 
 
+def read_training_log(folder: str | Path) -> list[dict[str, Any]]:
+    """The bundle's training log, one dict per epoch (empty when it has none)."""
+    path = Path(folder) / LOG
+    if not path.exists():
+        return []
+    try:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path} is corrupted: {exc}") from exc
+    return [row for row in rows if isinstance(row, dict)]
+
+
 def update_thresholds(folder: str | Path, thresholds: Iterable[float]) -> None:
-    """Replace a bundle's thresholds in its manifest (atomic rename of the manifest file)."""
+    """Replace a bundle's thresholds in its manifest (atomic rename of the manifest file); a
+    bundle with a model card gets its card rewritten with them."""
     folder = Path(folder)
     manifest = read_manifest(folder, verify=False)
     values = [float(t) for t in thresholds]
     if len(values) != manifest.n_labels or not all(0.0 <= t <= 1.0 for t in values):
         raise BundleError(f"need one threshold in [0, 1] for each of the {manifest.n_labels} labels")
+    manifest = dataclasses.replace(manifest, thresholds=values)
+    _replace_manifest(folder, _with_card(folder, manifest) if CARD in manifest.files else manifest)
+
+
+def add_card(folder: str | Path) -> list[str]:
+    """(Re)write a bundle's model card and list it in the manifest's file table (bundles trained
+    before cards existed); returns the card's files. A bundle whose other files fail
+    verification is refused; the manifest is replaced atomically, as by ``update_thresholds``."""
+    folder = Path(folder)
+    manifest = _parse_manifest(folder)
+    _check_files(folder, {rel: info for rel, info in manifest.files.items() if rel not in CARD_FILES}, verify=True)
+    manifest = _with_card(folder, manifest)
+    _replace_manifest(folder, manifest)
+    return [rel for rel in CARD_FILES if rel in manifest.files]
+
+
+def _with_card(folder: Path, manifest: Manifest) -> Manifest:
+    """Write the card of ``manifest`` into the bundle; the manifest with the card's file entries."""
+    written = write_card(folder, manifest, read_validation(folder, manifest), read_training_log(folder))
+    files = {rel: info for rel, info in manifest.files.items() if rel not in CARD_FILES}
+    return dataclasses.replace(manifest, files={**files, **{rel: _file_entry(folder / rel) for rel in written}})
+
+
+def _replace_manifest(folder: Path, manifest: Manifest) -> None:
     tmp = folder / f".{MANIFEST}.tmp"
-    _write_json(tmp, dataclasses.replace(manifest, thresholds=values).to_dict())
+    _write_json(tmp, manifest.to_dict())
     os.replace(tmp, folder / MANIFEST)
 
 

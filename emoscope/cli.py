@@ -1,4 +1,4 @@
-"""The ``emoscope`` command: train, evaluate, predict, inspect data, manage encoder sources.
+"""The ``emoscope`` command: train, evaluate, predict, inspect data, manage encoder sources, write model cards.
 
 Errors caused by the user's input (``EmoScopeError``) print one line and exit with code 2;
 anything else is a bug and keeps its traceback.
@@ -14,6 +14,7 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
+from emoscope.bundle import add_card
 from emoscope.data import align_labels, load_dataset
 from emoscope.encoders import install_source, prepare_source, source_status
 from emoscope.errors import EmoScopeError, InputError
@@ -195,6 +196,13 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_card(args: argparse.Namespace) -> int:
+    """(Re)write a bundle's model card: for bundles trained before cards, or after editing by hand."""
+    written = add_card(args.model)
+    print(f"wrote {', '.join(str(Path(args.model) / name) for name in written)}; listed in the manifest's file table")
+    return 0
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     if args.action == "install":
         for name in args.names:
@@ -291,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="folder holding the datasets")
     p.add_argument("--text-column", help="text column of a generic CSV/TSV file (default: text)")
     p.set_defaults(func=_cmd_data)
+
+    p = sub.add_parser("card", help="(re)write a bundle's model card (README.md + training_curves.svg)")
+    p.add_argument("--model", required=True, help="bundle directory")
+    p.set_defaults(func=_cmd_card)
 
     p = sub.add_parser("models", help="list, install or prepare offline encoder sources")
     p.add_argument("action", nargs="?", choices=("list", "install", "prepare"), default="list")
