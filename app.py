@@ -24,5 +24,6 @@ page = st.navigation([
     st.Page("pages/evaluate.py", title="Evaluate", icon="📊"),
     st.Page("pages/errors.py", title="Errors", icon="🧐"),
     st.Page("pages/batch.py", title="Batch", icon="📄"),
+    st.Page("pages/model.py", title="Model", icon="🪪"),
 ])
 page.run()

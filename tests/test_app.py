@@ -13,6 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from emoscope.render import text_html
+from test_card import evil_bundle  # noqa: F401 (a fixture: a bundle trained on labels that hold markup)
 
 APP = str(Path(__file__).parent.parent / "app.py")
 
@@ -453,4 +454,72 @@ def test_show_html_takes_only_the_renderers_markup():
 @pytest.mark.parametrize("source", ["app.py", *PAGES])
 def test_pages_put_html_on_screen_only_through_show_html(source):
     code = (Path(APP).parent / source).read_text(encoding="utf-8")
+    assert "unsafe_allow_html" not in code and "st.html(" not in code
+
+
+# --- the Model page: the selected bundle's model card (issue 13, item 3) -----------------------
+
+def _main_texts(at) -> list[str]:
+    """Every Markdown-bearing element in the page's main area (the card's sections)."""
+    return [e.value for kind in ("header", "subheader", "markdown", "caption", "info")
+            for e in getattr(at.main, kind)]
+
+
+def test_model_page_shows_the_bundles_card_with_its_training_curves(models_dir):
+    from emoscope.bundle import read_manifest, read_training_log
+    from emoscope.card import card_sections, md
+
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/model.py").run()
+    assert not at.exception
+    manifest = read_manifest(models_dir / "tiny")
+    assert [s.value for s in at.subheader] == [s.title for s in card_sections(manifest, None, [])]
+    shown = "\n".join(_main_texts(at))
+    for label, row in manifest.metrics["validation"]["per_class"].items():
+        assert f"| {md(label)} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | {row['support']} |" in shown
+    assert f"| {md(manifest.data['train'])} | {manifest.data['n_train']} |" in shown
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1
+    figure = json.loads(charts[0].proto.spec)
+    log = read_training_log(models_dir / "tiny")
+    loss = next(t for t in figure["data"] if t["name"] == "training loss")
+    assert loss["y"] == [r["train_loss"] for r in log]
+    assert at.code[0].language == "toml" and f'name = "{manifest.name}"' in at.code[0].value
+    at.toggle(key="model_class_loss").set_value(True).run()
+    assert not at.exception and len(at.get("plotly_chart")) == 2
+
+
+def test_model_page_writes_the_card_into_a_bundle_trained_without_one(models_dir):
+    from emoscope.bundle import read_manifest
+    from emoscope.card import CARD
+
+    bundle = models_dir / "tiny"
+    raw = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    for name in list(raw["files"]):
+        if name in (CARD, "training_curves.svg"):
+            (bundle / name).unlink()
+            del raw["files"][name]
+    (bundle / "manifest.json").write_text(json.dumps(raw, ensure_ascii=False, indent=1), encoding="utf-8")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/model.py").run()
+    assert not at.exception and "trained before model cards" in at.info[0].value
+    assert len(at.subheader) == 12  # drawn from the manifest all the same
+    _button(at, "Write the card into the bundle").click().run()
+    assert not at.exception and not at.info
+    assert CARD in read_manifest(bundle, verify=True).files and (bundle / CARD).exists()
+
+
+def test_model_page_escapes_the_bundles_name_description_and_labels(evil_bundle, tmp_path, monkeypatch):
+    shutil.copytree(evil_bundle, tmp_path / "evil")
+    monkeypatch.setenv("EMOSCOPE_MODELS_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/model.py").run()
+    assert not at.exception
+    shown = _main_texts(at)
+    assert any("&lt;script&gt;" in text for text in shown) and any(r"\[fear\]" in text for text in shown)
+    assert not any("<script" in t or "<img" in t or "](http" in t or "**bold** " in t for t in shown)
+
+
+def test_the_model_page_puts_html_on_screen_only_through_show_html():
+    code = (Path(APP).parent / "pages/model.py").read_text(encoding="utf-8")
     assert "unsafe_allow_html" not in code and "st.html(" not in code

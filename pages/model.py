@@ -1,0 +1,52 @@
+"""Model page: the selected bundle's model card, section by section, with its training curves as charts."""
+
+import streamlit as st
+
+from emoscope.app.card_charts import class_loss_figure, training_curves_figure
+from emoscope.app.state import forget_bundle, load_validation, require_predictor
+from emoscope.bundle import add_card, manifest_mtime, read_training_log
+from emoscope.card import CARD, card_sections, md, render_card
+from emoscope.errors import EmoScopeError
+
+predictor = require_predictor()
+manifest = predictor.manifest
+loaded_at = manifest_mtime(predictor.path)
+validation = load_validation(str(predictor.path), loaded_at)
+try:
+    log = read_training_log(predictor.path)
+except EmoScopeError as exc:
+    st.warning(f"The training log cannot be read: {exc}")
+    log = []
+
+st.header(f"Model card: {md(manifest.name or predictor.path.name)}")
+if CARD in manifest.files:
+    st.caption(f"The same card is the bundle's {CARD} (with training_curves.svg beside it), written from the training "
+               "run: the manifest, the validation data and the training log.")
+else:
+    st.info(f"This bundle was trained before model cards: it holds no {CARD} yet. The card below is drawn from its "
+            "manifest, validation data and training log; `emoscope card --model DIR` or this button writes it in.")
+    if st.button("Write the card into the bundle", key="model_write_card"):
+        try:
+            add_card(predictor.path)
+        except EmoScopeError as exc:
+            st.error(f"Could not write the card: {exc}")
+        else:
+            forget_bundle(predictor.path, loaded_at)  # the new manifest loads afresh; other bundles stay loaded
+            st.rerun()
+
+for section in card_sections(manifest, validation, log, has_chart=False):
+    st.subheader(section.title)
+    if section.key == "curves":
+        figure = training_curves_figure(log, manifest.training.get("best_epoch"))
+        if figure is not None:
+            st.plotly_chart(figure, width="stretch", key="model_curves")
+        per_class = class_loss_figure(log, manifest.labels)
+        if per_class is not None and st.toggle("Training loss per label", key="model_class_loss"):
+            st.plotly_chart(per_class, width="stretch", key="model_class_curves")
+    st.markdown(section.body)
+    if section.code is not None:
+        with st.expander("The recipe as TOML"):
+            st.code(section.code, language=section.code_language)
+
+st.download_button(f"Download the card ({CARD})", render_card(manifest, validation, log, has_chart=False), file_name=CARD,
+                   mime="text/markdown", key="model_download")
