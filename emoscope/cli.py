@@ -19,18 +19,39 @@ from emoscope.data import align_labels, load_dataset
 from emoscope.encoders import install_source, prepare_source, source_status
 from emoscope.errors import EmoScopeError, InputError
 from emoscope.metrics import compute_metrics, format_report
+from emoscope.progress import ConsoleSink, JsonLinesSink, Reporter, reporting
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
+def _one_or_many(specs: list[str]) -> str | tuple[str, ...]:
+    return specs[0] if len(specs) == 1 else tuple(specs)
+
+
+def _train_config(args: argparse.Namespace):
+    """The recipe with the command line's ``--epochs`` and data options in place of its own
+    (checked as the recipe's ``[data]`` is: an empty spec is a ``ConfigError``, an unknown one a
+    ``DataError`` when the data loads)."""
     from emoscope.config import load_config  # (config names the losses: it imports torch)
-    from emoscope.training import train  # torch and transformers load only for the commands that need them
 
     config = load_config(args.config)
     if args.epochs is not None:
         config = config.replace(training=replace(config.training, epochs=args.epochs))
-    output = Path(args.output) if args.output else Path(args.models_dir) / config.name
-    train(config, output, overwrite=args.overwrite, progress=not args.quiet,
-          work=Path(args.work_dir) if args.work_dir else None)
+    data = {name: _one_or_many(getattr(args, name)) for name in ("train", "validation", "eval") if getattr(args, name)}
+    if args.no_eval:
+        data["eval"] = None
+    return config.replace(data=replace(config.data, **data)) if data else config
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from emoscope.training import train  # torch and transformers load only for the commands that need them
+
+    if args.no_eval and args.eval:
+        raise InputError("give --eval SPEC or --no-eval, not both")
+    sinks = [ConsoleSink(print)] + ([JsonLinesSink(args.events)] if args.events else [])
+    with reporting(Reporter(*sinks)):
+        config = _train_config(args)
+        output = Path(args.output) if args.output else Path(args.models_dir) / config.name
+        train(config, output, overwrite=args.overwrite, progress=not args.quiet,
+              work=Path(args.work_dir) if args.work_dir else None)
     return 0
 
 
@@ -230,8 +251,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="bundle directory (default: MODELS_DIR/<recipe name>)")
     p.add_argument("--models-dir", default="models", help="where bundles go when --output is not given")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle (only once the new one is complete)")
-    p.add_argument("--epochs", type=int, help="override the recipe's maximum number of epochs")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--epochs", type=int, help="override the recipe's maximum number of epochs (stacked: stage 1's)")
+    p.add_argument("--train", nargs="+", metavar="SPEC",
+                   help="train on these dataset specs or labelled CSV/TSV files instead of the recipe's data.train")
+    p.add_argument("--validation", nargs="+", metavar="SPEC",
+                   help="validate on these (a spec, a file, or holdout:F) instead of the recipe's data.validation")
+    p.add_argument("--eval", nargs="+", metavar="SPEC", help="report on these after training instead of data.eval")
+    p.add_argument("--no-eval", action="store_true", help="report on no eval set, whatever the recipe says")
+    p.add_argument("--events", metavar="FILE",
+                   help="also write the run's progress as JSON lines to FILE (what the app's Train page reads)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (progress lines are still printed)")
     p.add_argument("--work-dir", help="stacked recipes: where stage-1 models are kept between runs "
                                       "(default: EMOSCOPE_CACHE_DIR/stack-work/<recipe>; one folder per encoder settings inside)")
     p.set_defaults(func=_cmd_train)

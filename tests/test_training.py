@@ -122,3 +122,64 @@ def test_datasets_with_different_labels_train_one_masked_model(tmp_path, tiny_en
     assert fear["support"] <= int(val.mask[:, 1].sum())
     log = [json.loads(line) for line in (path / "training_log.jsonl").read_text().splitlines()]
     assert log[-1]["train_loss"] < log[0]["train_loss"]
+
+
+# --- progress reporting changes nothing a run computes -------------------------------------------
+
+
+def _safetensors(path) -> dict:
+    """A safetensors file's tensors and metadata (its bytes also carry the metadata in hash-map
+    order, which changes from one process to the next)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as f:
+        return {"metadata": f.metadata(), **{k: f.get_tensor(k).tobytes() for k in f.keys()}}
+
+
+def _weights_and_scores(bundle) -> dict:
+    """Everything a run computes, without its timings: each model file (safetensors: tensors and
+    metadata; others: hash), the validation probabilities, the thresholds, the metrics, and the
+    training log without seconds."""
+    manifest = read_manifest(bundle)
+    files = {rel: _safetensors(bundle / rel) if rel.endswith(".safetensors") else info["sha256"]
+             for rel, info in manifest.files.items() if rel.startswith("model/")}
+    log = [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+           for line in (bundle / "training_log.jsonl").read_text().splitlines()]
+    return {"files": files, "validation": (bundle / "validation.json").read_text(), "log": log,
+            "thresholds": manifest.thresholds, "metrics": manifest.metrics}
+
+
+def test_a_reported_run_trains_the_bit_identical_bundle(tmp_path, tiny_encoder, tiny_data, tiny_bundle):
+    from emoscope.progress import JsonLinesSink, Reporter, fold, read_events, reporting
+
+    events = tmp_path / "events.jsonl"
+    with reporting(Reporter(JsonLinesSink(events), interval=0.0)):
+        path = train(tiny_config(tiny_encoder, tiny_data), tmp_path / "b", progress=False, log=lambda _: None)
+    assert _weights_and_scores(path) == _weights_and_scores(tiny_bundle)
+    state = fold(read_events(events))
+    assert state.plan["kind"] == "encoder-classifier" and state.plan["models"][0]["texts"] == 160
+    log = [json.loads(line) for line in (path / "training_log.jsonl").read_text().splitlines()]
+    assert [e["val_macro_f1"] for e in state.epochs] == [row["val_macro_f1"] for row in log]
+    assert [e["train_loss"] for e in state.epochs] == [row["train_loss"] for row in log]
+    batches = [e for e in read_events(events) if e["event"] == "batch"]
+    assert len(batches) == 20 * 10 and batches[-1]["texts"] == 160  # interval 0: every batch of 20 epochs
+    assert state.done["bundle"] == str(path)
+
+
+def test_a_reported_stacked_run_trains_the_bit_identical_bundle(tmp_path, tiny_encoder, tiny_encoder_b, tiny_data,
+                                                                 monkeypatch):
+    from conftest import tiny_stack_config
+    from emoscope.progress import Reporter, reporting
+
+    config = tiny_stack_config([(tiny_encoder, True), (tiny_encoder_b, False)], tiny_data, epochs=2, patience=2)
+    config = config.replace(meta=config.meta.__class__(**{**config.meta.__dict__, "epochs": 5, "patience": 5}))
+    bundles = []
+    for run, reporter in (("quiet", None), ("reported", Reporter(lambda _e: None, interval=0.0))):
+        monkeypatch.setenv("EMOSCOPE_CACHE_DIR", str(tmp_path / run / "cache"))  # nothing reused between the two
+        out = tmp_path / run / "bundle"
+        if reporter is None:
+            bundles.append(train(config, out, progress=False, log=lambda _: None))
+        else:
+            with reporting(reporter):
+                bundles.append(train(config, out, progress=False, log=lambda _: None))
+    assert _weights_and_scores(bundles[0]) == _weights_and_scores(bundles[1])

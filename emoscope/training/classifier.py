@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from emoscope import bundle as bundle_io
+from emoscope import progress as run_progress  # (the `progress` parameters switch the bars)
 from emoscope.config import EncoderConfig, LossConfig, RunConfig
 from emoscope.data import Dataset
 from emoscope.encoders import SOURCES, load_encoder, text_prefix
@@ -31,7 +32,7 @@ from emoscope.models.runtime import peak_rss_mb
 from emoscope.thresholds import choose_thresholds
 from emoscope.training.loop import (EarlyStopping, cosine_schedule, encoder_optimizer, epoch_batches,
                                     rare_label_sample_weights, seed_everything, train_epoch)
-from emoscope.training.run import Logger, load_run_data, refuse_existing, run_cost
+from emoscope.training.run import Logger, load_run_data, refuse_existing, run_cost, run_plan
 from emoscope.words import Encoded, WordEncoder
 
 
@@ -110,8 +111,10 @@ class ClassifierBatchLoss:
 
 
 def epoch_row(epoch: int, train_loss: float, class_loss: torch.Tensor, val_ds: Dataset, val_probs: np.ndarray,
-              thresholds: np.ndarray, seconds: float, lr: float, log: Logger) -> dict[str, Any]:
-    """One epoch's row of the training log (validation scores at the tuned thresholds and at 0.5), logged."""
+              thresholds: np.ndarray, seconds: float, lr: float, log: Logger, *, epochs: int | None = None,
+              texts: int = 0) -> dict[str, Any]:
+    """One epoch's row of the training log (validation scores at the tuned thresholds and at 0.5),
+    logged, and reported as an ``epoch`` progress event (with each label's validation F1)."""
     labels = val_ds.label_names
     metrics = compute_metrics(val_ds.labels, val_probs, thresholds, label_names=labels, label_mask=val_ds.label_mask)
     row = {
@@ -127,6 +130,9 @@ def epoch_row(epoch: int, train_loss: float, class_loss: torch.Tensor, val_ds: D
     per_class = " ".join(f"{k}={v:.3f}" for k, v in row["train_loss_per_class"].items())
     log(f"[epoch {epoch}] loss {row['train_loss']:.4f} | val macro-F1 {row['val_macro_f1']:.4f} "
         f"micro-F1 {row['val_micro_f1']:.4f} | {row['seconds']:.0f}s | per-class loss {per_class}")
+    run_progress.current().emit("epoch", stage="fine-tune", epoch=epoch, epochs=epochs, train_loss=train_loss,
+                                val_macro_f1=row["val_macro_f1"], seconds=seconds, texts=texts,
+                                val_f1={k: v["f1"] for k, v in metrics["per_class"].items()})
     return row
 
 
@@ -162,7 +168,8 @@ def fit_classifier(config: RunConfig, enc_cfg: EncoderConfig, train_ds: Dataset,
         val_probs = model.probs_of_encoded(val_ids)
         thresholds = choose_thresholds(config.thresholds, val_ds.labels, val_probs, val_ds.label_mask)
         history.append(epoch_row(epoch, train_loss, batch_loss.class_loss(), val_ds, val_probs, thresholds,
-                                 time.perf_counter() - epoch_start, scheduler.get_last_lr()[0], log))
+                                 time.perf_counter() - epoch_start, scheduler.get_last_lr()[0], log,
+                                 epochs=t.epochs, texts=len(train_ds)))
         if stopping.update(model, epoch, history[-1]["val_macro_f1"]):
             log(f"[early stop] no macro-F1 gain for {t.patience} epochs; best epoch {stopping.best_epoch}")
             break
@@ -194,7 +201,14 @@ def train_classifier(config: RunConfig, output: str | Path, *, overwrite: bool =
     data = load_run_data(config, log)
     train_ds, val_ds = data.train, data.validation
     labels = train_ds.label_names
+    report = run_progress.current()
+    report.emit("plan", **run_plan(config, data))
+    report.emit("stage", name="fine-tune", index=1, of=1)
+    report.emit("model", encoder=enc_cfg.label, role="full", index=1, of=1, texts=len(train_ds), reused=False)
     fit = fit_classifier(config, enc_cfg, train_ds, val_ds, progress=progress, log=log, device=device)
+    report.emit("model_done", encoder=enc_cfg.label, role="full", best_epoch=fit.best_epoch,
+                seconds=round(time.perf_counter() - started, 1))
+    report.emit("stage", name="finish")
     model, thresholds = fit.model, fit.thresholds
     results = {"validation": compute_metrics(val_ds.labels, fit.val_probs, thresholds, label_names=labels,
                                              label_mask=val_ds.label_mask)}
@@ -213,4 +227,5 @@ def train_classifier(config: RunConfig, output: str | Path, *, overwrite: bool =
                                  overwrite=overwrite)
     log(f"[done] {path} in {seconds:.0f}s; validation macro-F1 {results['validation']['macro_f1']:.4f} "
         f"(best epoch {fit.best_epoch}); peak RSS {peak_rss_mb():.0f} MiB")
+    report.emit("done", bundle=str(path), seconds=round(seconds, 1), val_macro_f1=results["validation"]["macro_f1"])
     return path

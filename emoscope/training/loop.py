@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
@@ -17,6 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
+from emoscope import progress as run_progress  # (the `progress` parameter switches the bar)
 from emoscope.config import TrainingConfig
 from emoscope.losses import class_frequencies
 
@@ -104,11 +106,12 @@ def train_epoch(model: nn.Module, batches: Sequence[np.ndarray], batch_loss: Bat
                 optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler, *,
                 grad_clip: float, desc: str = "", progress: bool = False) -> float:
     """One optimiser step per batch (gradient norm clipped at ``grad_clip``, 0 = off); returns the
-    mean training loss per example."""
+    mean training loss per example. Each batch is reported as a (thinned) ``batch`` progress event."""
     model.train()
     loss_sum, seen = 0.0, 0
+    report, started = run_progress.current(), time.perf_counter()
     bar = tqdm(batches, desc=desc, disable=not progress, leave=False, unit="batch")
-    for idx in bar:
+    for done, idx in enumerate(bar, 1):
         loss = batch_loss(idx)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -119,6 +122,7 @@ def train_epoch(model: nn.Module, batches: Sequence[np.ndarray], batch_loss: Bat
         loss_sum += loss.item() * len(idx)
         seen += len(idx)
         bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+        report.tick("batch", done, len(batches), texts=seen, seconds=round(time.perf_counter() - started, 3))
     bar.close()
     return loss_sum / seen
 

@@ -1,6 +1,7 @@
 """What every training run does around its model, whatever the recipe kind: refuse to replace an
 existing bundle unasked, load the recipe's data (through :mod:`emoscope.data`) and check that
-validation can drive early stopping and thresholds, and record what the run cost.
+validation can drive early stopping and thresholds, describe the run's plan for its progress
+report, and record what the run cost.
 """
 
 from __future__ import annotations
@@ -47,6 +48,32 @@ def load_run_data(config: RunConfig, log: Logger | None = None) -> TrainingData:
             + f"; labels: {', '.join(train_ds.label_names)}")
     require_positive_labels(val_ds)
     return data
+
+
+def run_plan(config: RunConfig, data: TrainingData) -> dict[str, Any]:
+    """The work a run will do, for the ``plan`` progress event (and so the ETA): the texts, the
+    stage-1 fits with their training texts (a fold model's count is the expected one), the texts
+    stage 2 reads per encoder, the meta-learner's epochs."""
+    n_train, n_val = len(data.train), len(data.validation)
+    n_eval = len(data.eval) if data.eval is not None else 0
+    plan: dict[str, Any] = {
+        "kind": config.kind, "name": config.name, "labels": data.train.label_names,
+        "texts": {"train": n_train, "validation": n_val, "eval": n_eval},
+        "epochs": config.training.epochs, "batch_size": config.training.batch_size,
+        "encoders": [{"name": e.label, "source": e.source, "fine_tune": e.fine_tune} for e in config.encoders]}
+    if config.stack is None:
+        return {**plan, "stages": ["fine-tune"], "models": [{"encoder": config.encoder.label, "role": "full",
+                                                             "texts": n_train}]}
+    k = config.stack.folds if config.stack.folds > 1 else 0
+    models, embed = [], {}
+    for enc in config.encoders:
+        out_of_fold = enc.fine_tune and k > 0
+        embed[enc.label] = n_train * (2 if out_of_fold else 1) + n_val + n_eval  # + the naive read of train
+        if enc.fine_tune:
+            models.append({"encoder": enc.label, "role": "full", "texts": n_train})
+            models += [{"encoder": enc.label, "role": f"fold-{f + 1}", "texts": n_train - n_train // k} for f in range(k)]
+    return {**plan, "stages": ["fine-tune", "embed", "meta"], "folds": k, "models": models, "embed": embed,
+            "meta_epochs": config.meta.epochs, "meta_batch_size": config.meta.batch_size}
 
 
 def run_cost(device: torch.device) -> dict[str, Any]:

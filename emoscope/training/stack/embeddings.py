@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 from torch import nn
 
+from emoscope import progress
 from emoscope.config import EncoderConfig, RunConfig, StackConfig
 from emoscope.encoders import cache_dir, resolve_source, text_prefix
 from emoscope.models import autocast_context, pool_tokens
@@ -110,12 +112,16 @@ def embed_words(encoder: nn.Module, word_encoder: WordEncoder, word_lists: Seque
 
     ``head`` = (classifier head, its token pooling): the second result is that base classifier's
     logits per text from the same forward pass, exactly as
-    :class:`~emoscope.models.stacked.StackedModel` computes them at prediction time (else None)."""
+    :class:`~emoscope.models.stacked.StackedModel` computes them at prediction time (else None).
+    Texts embedded so far are reported as (thinned) ``embed`` progress events."""
     encoder.eval()
     encoded = word_encoder.encode(word_lists)
     rows: list[np.ndarray | None] = [None] * len(encoded)
     logits = None if head is None else np.zeros((len(encoded), head[0].out_features), dtype=np.float32)
-    for idx in length_batches([len(ids) for ids, _ in encoded], batch_size):
+    lengths = [len(ids) for ids, _ in encoded]
+    total_tokens = sum(lengths)
+    report, started, done, tokens = progress.current(), time.perf_counter(), 0, 0
+    for idx in length_batches(lengths, batch_size):
         batch = word_encoder.pad([encoded[i] for i in idx])
         n_words = max(len(word_lists[i]) for i in idx)
         mask = batch["attention_mask"].to(device)
@@ -126,6 +132,10 @@ def embed_words(encoder: nn.Module, word_encoder: WordEncoder, word_lists: Seque
             rows[i] = pooled[row, : len(word_lists[i])]
         if head is not None:
             logits[idx] = head[0](pool_tokens(hidden.float(), mask, head[1])).float().cpu().numpy()
+        done, tokens = done + len(idx), tokens + sum(lengths[i] for i in idx)
+        # Shortest texts come first: the share of tokens done, not of texts, says how far along it is.
+        report.tick("embed", done, len(encoded), tokens=tokens, tokens_total=total_tokens,
+                    seconds=round(time.perf_counter() - started, 3))
     if not rows:
         emb = RaggedRows(np.zeros((0, encoder.config.hidden_size), np.float32), np.zeros(1, np.int64))
     else:

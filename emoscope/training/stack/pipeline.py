@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from emoscope import bundle as bundle_io
+from emoscope import progress as run_progress  # (train_stack's `progress` switches the bars)
 from emoscope.config import RunConfig
 from emoscope.data import TrainingData
 from emoscope.encoders import SOURCES, text_prefix
@@ -22,7 +23,7 @@ from emoscope.models import StackedModel, pick_device
 from emoscope.models.fingerprint import weights_fingerprint
 from emoscope.models.meta import save_meta
 from emoscope.models.runtime import peak_rss_mb
-from emoscope.training.run import Logger, load_run_data, refuse_existing, run_cost
+from emoscope.training.run import Logger, load_run_data, refuse_existing, run_cost, run_plan
 from emoscope.training.stack.stage2 import StackInputs, prepare_stack
 from emoscope.training.stack.stage3 import MetaFit, MetaSelection, fit_meta, meta_probs
 
@@ -94,8 +95,12 @@ def train_stack(config: RunConfig, output: str | Path, *, overwrite: bool = Fals
     device = pick_device(config.training.device)
     data = load_run_data(config, log)
     labels = data.train.label_names
+    report = run_progress.current()
+    report.emit("plan", **run_plan(config, data))
     stacked = prepare_stack(config, data, device=device, work=work, progress=progress, log=log)
+    report.emit("stage", name="meta", index=3, of=3)
     fit = fit_meta(config, MetaSelection.of(stacked, stacked.encoders, data), device=device, log=log)
+    report.emit("stage", name="finish")
     results = scores(data, stacked, fit, device, log)
     entries, loaded = load_members(config, stacked)
     seconds = time.perf_counter() - started
@@ -110,4 +115,5 @@ def train_stack(config: RunConfig, output: str | Path, *, overwrite: bool = Fals
     path = bundle_io.save_bundle(output, manifest, writer, validation=validation, log=fit.history, overwrite=overwrite)
     log(f"[done] {path} in {seconds:.0f}s; validation macro-F1 {results['validation']['macro_f1']:.4f}; "
         f"peak RSS {peak_rss_mb():.0f} MiB")
+    report.emit("done", bundle=str(path), seconds=round(seconds, 1), val_macro_f1=results["validation"]["macro_f1"])
     return path

@@ -28,6 +28,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 from torch import nn
 
+from emoscope import progress as run_progress  # (the `progress` parameters switch the bars)
 from emoscope.config import EncoderConfig, LossConfig, RunConfig
 from emoscope.data import Dataset, TrainingData, iterative_stratified_split
 from emoscope.encoders import cache_dir, load_encoder
@@ -179,15 +180,19 @@ def _save_finished(folder: Path, fit: FitResult, probs: dict[str, np.ndarray], i
 
 def finetune(config: RunConfig, enc_cfg: EncoderConfig, role: str, train_ds: Dataset, val_ds: Dataset,
              eval_ds: Dataset | None, keys: Sequence[str], root: Path, *, device: torch.device, log: Logger,
-             progress: bool) -> StageOneModel:
+             progress: bool, position: tuple[int, int] = (1, 1)) -> StageOneModel:
     """Fine-tune (or reuse a finished) stage-1 model on ``train_ds`` (whose text keys are ``keys``),
-    in ``root / role``."""
+    in ``root / role``; ``position`` = (this model's number, how many stage 1 fits) for the report."""
     name = enc_cfg.label
     folder = root / role
     trained_on = frozenset(keys)
     keys_digest = hashlib.sha256("\n".join(sorted(trained_on)).encode()).hexdigest()[:24]
     model = StageOneModel(name, role, folder, trained_on, enc_cfg.source, enc_cfg.pooling)
-    if (folder / "info.json").exists() and model.info().get("trained_on_digest") == keys_digest:
+    reused = (folder / "info.json").exists() and model.info().get("trained_on_digest") == keys_digest
+    report = run_progress.current()
+    report.emit("model", encoder=name, role=role, index=position[0], of=position[1], texts=len(train_ds),
+                reused=reused)
+    if reused:
         log(f"[stage 1] {name}/{role}: reusing the finished model in {folder}")
         return model
     started = time.perf_counter()
@@ -201,8 +206,11 @@ def finetune(config: RunConfig, enc_cfg: EncoderConfig, role: str, train_ds: Dat
             "trained_on_digest": keys_digest, "trained_on": sorted(trained_on)}
     _save_finished(folder, fit, probs, info, device, started)
     fit.model.to("cpu")
+    best_epoch = fit.best_epoch
     del fit
     log(f"[stage 1] {name}/{role}: done in {time.perf_counter() - started:.0f}s")
+    report.emit("model_done", encoder=name, role=role, best_epoch=best_epoch,
+                seconds=round(time.perf_counter() - started, 1))
     return model
 
 
@@ -230,21 +238,25 @@ def run_stage1(config: RunConfig, data: TrainingData, texts: StackTexts, work: P
     models: dict[str, StageOneModel] = {}
     fold_models: dict[str, list[StageOneModel]] = {}
     single_scores: dict[str, dict[str, Any]] = {}
+    fits, fitted = sum(e.fine_tune for e in config.encoders) * (1 if folds is None else k + 1), 0
+    run_progress.current().emit("stage", name="fine-tune", index=1, of=3)
     for enc_cfg in config.encoders:
         name = enc_cfg.label
         if not enc_cfg.fine_tune:
             models[name] = StageOneModel.pretrained(enc_cfg)
             continue
         root = stage1_dir(work, config, enc_cfg, data.train)
+        fitted += 1
         models[name] = finetune(config, enc_cfg, "full", data.train, data.validation, data.eval, train_keys, root,
-                                device=device, log=log, progress=progress)
+                                device=device, log=log, progress=progress, position=(fitted, fits))
         single_scores[name] = models[name].scores()
         if folds is None:
             continue
         fold_models[name] = []
         for f in range(k):
             idx = np.flatnonzero(folds != f)
+            fitted += 1
             fold_models[name].append(finetune(config, enc_cfg, f"fold-{f + 1}", data.train.subset(idx),
                                               data.validation, None, [train_keys[j] for j in idx], root,
-                                              device=device, log=log, progress=progress))
+                                              device=device, log=log, progress=progress, position=(fitted, fits)))
     return StageOne(models, fold_models, folds, single_scores, time.perf_counter() - started, peak_rss_mb())

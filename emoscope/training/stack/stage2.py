@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from emoscope import progress as run_progress  # (prepare_stack's `progress` switches the bars)
 from emoscope.config import EncoderConfig, RunConfig
 from emoscope.data import TrainingData
 from emoscope.encoders import text_prefix
@@ -183,10 +184,12 @@ class ModelReader:
 
 def read_with(reader: ModelReader, jobs: Sequence[ReadJob], texts: StackTexts, cache: EmbeddingCache,
               log: Logger) -> tuple[Pieces, Pieces]:
-    """Run one model's jobs through the cache: the word vectors and (with a head) the logits it read."""
+    """Run one model's jobs through the cache: the word vectors and (with a head) the logits it read.
+    Each read is reported (``embed_start`` … ``embedded``, with the texts served by the cache)."""
     pieces: Pieces = {}
     logit_pieces: Pieces = {}
     model = reader.model
+    report = run_progress.current()
     for job in jobs:
         if len(job.positions) == 0:
             continue
@@ -194,6 +197,9 @@ def read_with(reader: ModelReader, jobs: Sequence[ReadJob], texts: StackTexts, c
         keys = [texts.keys[source][p] for p in job.positions]
         words = [texts.words[source][p] for p in job.positions]
         check_not_trained_on(model, keys, allow_seen=job.allow_seen)
+        where = {"encoder": model.encoder, "role": model.role, "split": job.split, "texts": len(keys)}
+        report.emit("embed_start", **where)
+        started = time.perf_counter()
         emb, hits = cache.get(reader.key(), keys, functools.partial(reader.word_vectors, words, keys))
         log(f"[stage 2] {model.encoder}/{model.role} → {job.split}: {len(job.positions)} texts ({hits} from the cache)")
         pieces.setdefault(job.split, []).append((emb, job.positions))
@@ -201,6 +207,7 @@ def read_with(reader: ModelReader, jobs: Sequence[ReadJob], texts: StackTexts, c
             logits, _ = cache.get(head_key(reader.key(), reader.enc_cfg.pooling), keys,
                                   functools.partial(reader.logits, words, keys))
             logit_pieces.setdefault(job.split, []).append((logits, job.positions))
+        report.emit("embedded", **where, cached=hits, seconds=round(time.perf_counter() - started, 3))
     return pieces, logit_pieces
 
 
@@ -230,6 +237,7 @@ def run_stage2(config: RunConfig, data: TrainingData, texts: StackTexts, stage_o
                device: torch.device, log: Logger) -> StackInputs:
     """Read every split with every encoder's stage-1 models (through the cache)."""
     started = time.perf_counter()
+    run_progress.current().emit("stage", name="embed", index=2, of=3)
     cache = embeddings_cache(config)
     out: dict[str, dict[str, RaggedRows]] = {}
     base_logits: dict[str, dict[str, RaggedRows]] = {}

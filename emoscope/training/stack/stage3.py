@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from emoscope import progress
 from emoscope.config import RunConfig
 from emoscope.data import Dataset, TrainingData
 from emoscope.losses import MultiLabelLoss, loss_from_config
@@ -114,7 +115,7 @@ def _validate(meta: MetaLearner, config: RunConfig, selection: MetaSelection,
 def fit_meta(config: RunConfig, selection: MetaSelection, *, device: torch.device, log: Logger = print) -> MetaFit:
     """Train the Bi-LSTM meta-learner of recipe ``config`` on ``selection``, early-stopping on
     validation macro-F1 (reading the base classifiers' logits when the selection has them; see
-    :class:`MetaLearner`)."""
+    :class:`MetaLearner`). Each epoch is reported as an ``epoch`` progress event (``stage = "meta"``)."""
     started = time.perf_counter()
     meta_cfg, seed = config.meta, config.training.seed
     train_ds, val_ds = selection.train_ds, selection.validation_ds
@@ -132,14 +133,20 @@ def fit_meta(config: RunConfig, selection: MetaSelection, *, device: torch.devic
     lengths = selection.train.lengths()
     stopping = EarlyStopping(meta_cfg.patience)
     history: list[dict[str, Any]] = []
+    report = progress.current()
     for epoch in range(1, meta_cfg.epochs + 1):
         t0 = time.perf_counter()
         train_loss = train_epoch(meta, epoch_batches(lengths, meta_cfg.batch_size, rng), batch_loss, optimizer,
                                  scheduler, grad_clip=META_GRAD_CLIP)
         probs, thresholds = _validate(meta, config, selection, device)
-        f1 = compute_metrics(val_ds.labels, probs, thresholds, label_mask=val_ds.label_mask)["macro_f1"]
+        scored = compute_metrics(val_ds.labels, probs, thresholds, label_names=val_ds.label_names,
+                                 label_mask=val_ds.label_mask)
+        f1 = scored["macro_f1"]
         history.append({"epoch": epoch, "train_loss": train_loss, "val_macro_f1": f1,
                         "seconds": time.perf_counter() - t0})
+        report.emit("epoch", stage="meta", epoch=epoch, epochs=meta_cfg.epochs, train_loss=train_loss, val_macro_f1=f1,
+                    seconds=history[-1]["seconds"], texts=len(train_ds),
+                    val_f1={k: v["f1"] for k, v in scored["per_class"].items()})
         if stopping.update(meta, epoch, f1):
             break
     stopping.restore(meta)
