@@ -1,15 +1,21 @@
 """Training runs in a background process, for the app's Train page.
 
-``start_training`` launches ``emoscope train`` as its own process group, writing its log to
-``<models>/.runs/<id>.log`` and a small JSON status file beside it; ``status`` reads both
-(stage, epoch, last loss, elapsed time, a rough ETA from the epochs seen so far); ``cancel``
-stops the whole process group. Bundles are written atomically, so a cancelled or crashed run
-never leaves a half bundle in the picker; a stacked recipe keeps its finished stage-1 models
-and resumes from them next time. One run at a time per models folder.
+``start_training`` launches ``emoscope train`` (optionally on other data than the recipe's, or
+for other epochs) as its own process group. Each run leaves three files in ``<models>/.runs/``:
+``<id>.log`` (what the command prints), ``<id>.events.jsonl`` (its progress events,
+:mod:`emoscope.progress`) and ``<id>.json`` (the run's status: pid, recipe, state). ``status``
+folds the events into where the run stands (stage, stage-1 model, texts embedded, epochs), an
+ETA from measured throughput, and, for a failed run, the one-line reason. ``cancel`` stops the
+whole process group. An uploaded training file is kept in ``<models>/.runs/data/``
+(``save_upload``). Bundles are written atomically, so a cancelled or crashed run never leaves a
+half bundle in the picker; a stacked recipe keeps its finished stage-1 models and resumes from
+them next time. One run at a time per models folder.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -17,13 +23,19 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from emoscope.errors import InputError
+from emoscope.data import load_dataset
+from emoscope.errors import DataError, InputError
+from emoscope.progress import describe, eta_seconds, fold, read_events, summary
 
 EPOCH = re.compile(r"\[epoch (\d+)\] loss ([0-9.]+).*?\| (\d+)s")
 STAGE = re.compile(r"^\[(stage \d|data|done|eval|early stop)\]?(.*)$")
+ERROR = re.compile(r"^emoscope \w+: error: (.*)$")
+UPLOAD_SUFFIXES = (".csv", ".tsv", ".txt")
+Specs = str | Sequence[str] | None
 
 
 def runs_dir(models_dir: Path) -> Path:
@@ -51,31 +63,93 @@ def current(models_dir: Path) -> dict[str, Any] | None:
     return json.loads(files[-1].read_text(encoding="utf-8")) if files else None
 
 
-def start_training(recipe: str | Path, models_dir: Path, name: str | None = None, epochs: int | None = None) -> dict[str, Any]:
-    """Start ``emoscope train`` for ``recipe`` into ``models_dir/<name>`` in the background."""
+def save_upload(models_dir: Path, filename: str, content: bytes) -> Path:
+    """Keep an uploaded labelled file in ``<models>/.runs/data/`` (named by its content's hash and
+    its own name) so a run can read it; returns its path."""
+    suffix = Path(filename).suffix.lower()
+    if suffix not in UPLOAD_SUFFIXES:
+        raise InputError(f"{filename}: upload a .csv or .tsv file with a 'text' column and 0/1 label columns")
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(filename).stem)[:60] or "data"
+    path = runs_dir(models_dir) / "data" / f"{hashlib.sha256(content).hexdigest()[:12]}-{stem}{suffix}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        tmp = path.with_suffix(".part")
+        tmp.write_bytes(content)
+        tmp.replace(path)
+    return path
+
+
+def _as_specs(specs: Specs) -> list[str]:
+    if specs is None:
+        return []
+    return [specs] if isinstance(specs, str) else list(specs)
+
+
+def _check_data(config, overrides: dict[str, list[str] | None]):
+    """The recipe with the chosen data in place of its own, each chosen spec read once now so that
+    an unknown spec or a bad file is a one-line error here rather than a failed run."""
+    for name, specs in overrides.items():
+        for spec in specs or []:
+            if name == "validation" and spec.startswith("holdout:"):
+                continue
+            try:
+                load_dataset(spec, data_root=config.data.data_root)
+            except DataError as exc:
+                raise DataError(f"{name} data: {exc}") from exc
+    data = {k: (v[0] if len(v) == 1 else tuple(v)) if v else None for k, v in overrides.items()}
+    return config.replace(data=dataclasses.replace(config.data, **data))
+
+
+def _command(recipe: str | Path, output: Path, events: Path, epochs: int | None,
+             overrides: dict[str, list[str] | None]) -> list[str]:
+    command = [sys.executable, "-m", "emoscope", "train", "--config", str(recipe), "--output", str(output),
+               "--overwrite", "--quiet", "--events", str(events)]
+    if epochs:
+        command += ["--epochs", str(epochs)]
+    for name, specs in overrides.items():
+        command += [f"--{name}", *specs] if specs else ["--no-eval"]
+    return command
+
+
+def start_training(recipe: str | Path, models_dir: Path, name: str | None = None, epochs: int | None = None, *,
+                   train: Specs = None, validation: Specs = None, eval: Specs = None,
+                   no_eval: bool = False) -> dict[str, Any]:
+    """Start ``emoscope train`` for ``recipe`` into ``models_dir/<name>`` in the background.
+
+    ``train``, ``validation`` and ``eval`` (a spec, a file, or a list of them) replace the recipe's
+    data; ``no_eval`` drops its eval set. Each is read once here, so a bad one is an error now."""
     from emoscope.config import load_config  # imports torch (through the losses): only when a run starts
 
     config = load_config(recipe)  # a bad recipe fails here, in the caller's process, with a clear message
+    chosen = (("train", train), ("validation", validation), ("eval", eval))
+    overrides: dict[str, list[str] | None] = {k: _as_specs(v) for k, v in chosen if _as_specs(v)}
+    if no_eval:
+        overrides["eval"] = None
+    if overrides:
+        config = _check_data(config, overrides)
     running = current(models_dir)
     if running and _alive(running["pid"]) and running.get("state") == "running":
         raise InputError(f"a training run ({running['recipe']}) is already running; wait for it or cancel it")
     name = name or config.name
     if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
         raise InputError(f"bundle name '{name}' may hold only letters, digits, '.', '_' and '-'")
+    return _launch(recipe, Path(models_dir), name, epochs, overrides, config)
+
+
+def _launch(recipe: str | Path, models_dir: Path, name: str, epochs: int | None,
+            overrides: dict[str, list[str] | None], config) -> dict[str, Any]:
     folder = runs_dir(models_dir)
     folder.mkdir(parents=True, exist_ok=True)
     run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{name}"
-    log = folder / f"{run_id}.log"
-    command = [sys.executable, "-m", "emoscope.cli", "train", "--config", str(recipe), "--output",
-               str(Path(models_dir) / name), "--overwrite", "--quiet"]
-    if epochs:
-        command += ["--epochs", str(epochs)]
+    log, events = folder / f"{run_id}.log", folder / f"{run_id}.events.jsonl"
+    command = _command(recipe, models_dir / name, events, epochs, overrides)
     with log.open("w", encoding="utf-8") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
     info = {"id": run_id, "pid": proc.pid, "recipe": str(recipe), "name": name, "log": str(log),
-            "started": time.time(), "state": "running", "epochs": config.training.epochs,
-            "kind": config.kind, "encoders": [e.label for e in config.encoders]}
+            "events": str(events), "started": time.time(), "state": "running",
+            "epochs": epochs or config.training.epochs, "kind": config.kind,
+            "encoders": [e.label for e in config.encoders], "data": overrides}
     _write(folder / f"{run_id}.json", info)
     return info
 
@@ -86,28 +160,49 @@ def _write(path: Path, info: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def failure_reason(lines: Sequence[str]) -> str | None:
+    """A crashed run's one-line reason from its log: the command's error line, else the last line
+    of a traceback, else the last line printed."""
+    for line in reversed(lines):
+        match = ERROR.match(line.strip())
+        if match:
+            return match.group(1)
+    text = [line.strip() for line in lines if line.strip()]
+    return text[-1][:300] if text else None
+
+
 def status(models_dir: Path, info: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """The run's state (running, finished, failed, cancelled), stage, epoch, loss, elapsed, ETA and log tail."""
+    """The run's ``state`` (running, finished, failed, cancelled) with ``stage`` (one line),
+    ``epoch``, ``loss``, ``elapsed_s``, ``eta_s``, ``reason`` (why it failed, one line),
+    ``progress`` (the :class:`~emoscope.progress.RunState` of its events) and ``log_tail``."""
     info = info or current(models_dir)
     if info is None:
         return None
     log_text = Path(info["log"]).read_text(encoding="utf-8", errors="replace") if Path(info["log"]).exists() else ""
     lines = log_text.splitlines()
+    state = fold(read_events(info["events"])) if info.get("events") else fold([])
     if info["state"] == "running" and not _alive(info["pid"]):
-        info["state"] = "finished" if any(line.startswith("[done]") for line in lines) else "failed"
+        done = state.done is not None or any(line.startswith("[done]") for line in lines)
+        info["state"] = "finished" if done else "failed"
         info["ended"] = time.time()
         _write(runs_dir(models_dir) / f"{info['id']}.json", info)
-    stage = next((line for line in reversed(lines) if STAGE.match(line)), "")
-    epochs = [EPOCH.search(line) for line in lines]
-    epochs = [m for m in epochs if m]
-    elapsed = (info.get("ended") or time.time()) - info["started"]
-    eta = None
-    if info["state"] == "running" and epochs and info.get("kind") == "encoder-classifier":
-        per_epoch = sum(int(m.group(3)) for m in epochs) / len(epochs)
-        eta = max(0.0, per_epoch * (info["epochs"] - int(epochs[-1].group(1))))
-    return {**info, "stage": stage, "epoch": int(epochs[-1].group(1)) if epochs else None,
-            "loss": float(epochs[-1].group(2)) if epochs else None, "elapsed_s": elapsed, "eta_s": eta,
-            "log_tail": "\n".join(lines[-40:])}
+    stage = describe(state) or next((line for line in reversed(lines) if STAGE.match(line)), "")
+    epoch, loss = _last_epoch(state, lines)
+    now = time.time()
+    elapsed = (info.get("ended") or now) - info["started"]
+    eta = eta_seconds(state, now) if info["state"] == "running" else None
+    reason = (state.failed or failure_reason(lines) or "the run stopped") if info["state"] == "failed" else None
+    return {**info, "stage": stage, "epoch": epoch, "loss": loss, "elapsed_s": elapsed, "eta_s": eta,
+            "reason": reason, "progress": state, "log_tail": "\n".join(lines[-40:])}
+
+
+def _last_epoch(state, lines: Sequence[str]) -> tuple[int | None, float | None]:
+    """The last finished epoch's number and training loss: from the events, else from the log."""
+    figures = summary(state)
+    if figures["epoch"] is not None:
+        return figures["epoch"], figures["loss"]
+    found = [m for m in (EPOCH.search(line) for line in lines) if m]
+    return (int(found[-1].group(1)), float(found[-1].group(2))) if found else (None, None)
 
 
 def cancel(models_dir: Path) -> bool:

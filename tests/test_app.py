@@ -523,3 +523,133 @@ def test_model_page_escapes_the_bundles_name_description_and_labels(evil_bundle,
 def test_the_model_page_puts_html_on_screen_only_through_show_html():
     code = (Path(APP).parent / "pages/model.py").read_text(encoding="utf-8")
     assert "unsafe_allow_html" not in code and "st.html(" not in code
+
+
+# --- the Train page: a tiny run watched live (issue 13, item 2) ----------------------------------
+
+
+@pytest.fixture
+def train_page(tmp_path, monkeypatch):
+    """No bundle (the app lands on Train), a private cache, and a folder of tiny recipes the page offers."""
+    models, recipes = tmp_path / "models", tmp_path / "recipes"
+    recipes.mkdir()
+    monkeypatch.setenv("EMOSCOPE_MODELS_DIR", str(models))
+    monkeypatch.setenv("EMOSCOPE_RECIPES_DIR", str(recipes))
+    monkeypatch.setenv("EMOSCOPE_CACHE_DIR", str(tmp_path / "cache"))
+    return models, recipes
+
+
+def _finish_run(at, models, timeout=240.0):
+    """Poll the background run until it ends, then draw the page once more."""
+    import time
+
+    from emoscope import jobs
+
+    deadline = time.monotonic() + timeout
+    while jobs.status(models)["state"] == "running":
+        assert time.monotonic() < deadline, jobs.status(models)["log_tail"]
+        time.sleep(0.3)
+    at.run()
+    assert not at.exception
+    return jobs.status(models)
+
+
+def _start(at, recipe: Path):
+    at.selectbox(key="train_recipe").set_value(recipe).run()
+    _button(at, "Start training").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+
+
+def _figures(at) -> dict[str, dict]:
+    return {json.loads(c.proto.spec)["layout"]["title"]["text"]: json.loads(c.proto.spec)
+            for c in at.get("plotly_chart")}
+
+
+def test_train_page_plots_loss_and_validation_f1_of_a_tiny_run(train_page, tiny_encoder, tiny_data):
+    models, recipes = train_page
+    shutil.copy(_tiny_recipe(recipes.parent, tiny_encoder, tiny_data, 3), recipes / "tiny.toml")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert at.text_input(key="train_specs_tiny").value == str(tiny_data["train"])  # prefilled from the recipe
+    _start(at, recipes / "tiny.toml")
+    state = _finish_run(at, models)
+    assert state["state"] == "finished", state["log_tail"]
+    figures = _figures(at)
+    loss, f1 = figures["Training loss"]["data"], figures["Validation macro-F1"]["data"]
+    assert [t["x"] for t in loss] == [[1, 2, 3]] and all(y > 0 for y in loss[0]["y"])
+    epochs = state["progress"].epochs
+    assert f1[0]["y"] == [e["val_macro_f1"] for e in epochs]
+    at.checkbox(key="train_per_class").check().run()
+    per_class = _figures(at)[f"Validation F1 per label: {epochs[0]['series']}"]["data"]
+    assert {t["name"] for t in per_class} == {"anger", "fear", "joy", "sadness"}
+    assert any("Done" in s.value for s in at.success)
+
+
+def test_train_page_trains_on_the_data_chosen_there(train_page, tiny_encoder, tiny_data):
+    from conftest import make_rows, write_brighter_csv
+    from emoscope.bundle import read_manifest
+
+    models, recipes = train_page
+    shutil.copy(_tiny_recipe(recipes.parent, tiny_encoder, tiny_data, 1), recipes / "tiny.toml")
+    other = write_brighter_csv(recipes.parent / "other-train.csv", make_rows(120, seed=21))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.text_input(key="train_specs_tiny").input("nosuch:xx:train").run()
+    _button(at, "Start training").click().run()
+    assert "unknown corpus 'nosuch'" in at.error[0].value and jobs_state(models) is None  # one line, no run
+    at.text_input(key="train_specs_tiny").input(str(other)).run()
+    _button(at, "Start training").click().run()
+    assert _finish_run(at, models)["state"] == "finished"
+    manifest = read_manifest(models / "tiny-bg")
+    assert manifest.train_data == str(other) and manifest.n_train == 120
+    # An uploaded labelled file is kept in the runs folder and trained on.
+    upload = "text,anger,fear,joy,sadness\n" + "\n".join(
+        f"{r['text']},{r['anger']},{r['fear']},{r['joy']},{r['sadness']}" for r in make_rows(90, seed=22))
+    at.get("file_uploader")[0].upload("mine.csv", upload.encode(), "text/csv")
+    at.run()
+    _button(at, "Start training").click().run()
+    assert not at.error and _finish_run(at, models)["state"] == "finished"
+    manifest = read_manifest(models / "tiny-bg")
+    assert manifest.train_data.endswith("-mine.csv") and "/.runs/data/" in manifest.train_data
+    assert manifest.n_train == 90
+
+
+def jobs_state(models):
+    from emoscope import jobs
+
+    return jobs.current(models)
+
+
+def test_train_page_shows_a_stacked_runs_stages(train_page, tiny_encoder, tiny_encoder_b, tiny_data):
+    from test_progress import stack_recipe
+
+    models, recipes = train_page
+    stack_recipe(recipes / "tiny-stack.toml", tiny_encoder, tiny_encoder_b, tiny_data)
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    _start(at, recipes / "tiny-stack.toml")
+    assert _finish_run(at, models)["state"] == "finished"
+    shown = [m.value for m in at.markdown]
+    assert any(s.startswith("**Stage 1 of 3 · fine-tuning**: 3 of 3 models finished") for s in shown), shown
+    assert any("**Stage 2 of 3 · embedding**: ft 380 of 380 texts (0 from the cache) · fz 220 of 220" in s
+               for s in shown), shown
+    assert any(s.startswith("**Stage 3 of 3 · meta-learner**: epoch 4 of 4") for s in shown), shown
+    figures = _figures(at)
+    assert [t["name"] for t in figures["Stage 1 · validation macro-F1"]["data"]] == \
+        ["ft full", "ft fold-1", "ft fold-2"]
+    meta = figures["Meta-learner · training loss"]["data"]
+    assert [t["name"] for t in meta] == ["meta-learner"] and meta[0]["x"] == [1, 2, 3, 4]
+
+
+def test_train_page_says_in_one_line_why_a_run_failed(train_page, tiny_encoder, tiny_data):
+    from conftest import make_rows, write_brighter_csv
+
+    models, recipes = train_page
+    rows = [{**r, "anger": 0, "fear": 0, "joy": 0, "sadness": 0} for r in make_rows(30, seed=5)]
+    no_positives = write_brighter_csv(recipes.parent / "no-positives.csv", rows)
+    recipe = _tiny_recipe(recipes.parent, tiny_encoder, tiny_data, 1)
+    (recipes / "tiny.toml").write_text(recipe.read_text().replace(str(tiny_data["dev"]), str(no_positives)))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    _start(at, recipes / "tiny.toml")
+    state = _finish_run(at, models)
+    assert state["state"] == "failed"
+    assert state["reason"].startswith("the validation set") and "no positive labels" in state["reason"]
+    assert "\n" not in state["reason"]
+    assert at.error[0].value == f"**The run failed:** {state['reason']}"
