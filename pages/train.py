@@ -137,6 +137,8 @@ def show_run(live: dict) -> None:
     eta = format_eta(live["eta_s"])
     if eta:
         line += f" · {eta}"
+    elif live["state"] == "running":
+        line += " · time left: measured from the first batches"
     st.markdown(line)
     if state.stacked:
         stack_stages(state)
