@@ -20,28 +20,13 @@ from typing import Any
 
 import regex
 
-from emoscope.errors import ConfigError
+from emoscope.errors import ConfigError, InputError
 
 __all__ = [
-    "MAX_CHARS",
-    "NormalizerConfig",
-    "Word",
-    "arabic_digits_to_western",
-    "detect_language",
-    "is_rtl",
-    "nfc",
-    "normalize",
-    "prepare_words",
-    "reduce_elongation",
-    "remove_diacritics",
-    "remove_tatweel",
-    "replace_mentions",
-    "replace_urls",
-    "segment_words",
-    "truncate",
-    "unify_alef",
-    "unify_ta_marbuta",
-    "unify_ya",
+    "MAX_CHARS", "NormalizerConfig", "Word", "arabic_digits_to_western", "check_text", "detect_language", "is_rtl",
+    "nfc", "normalize", "prepare_words", "reduce_elongation", "remove_diacritics", "remove_tatweel",
+    "replace_mentions", "replace_urls", "segment_words", "truncate", "unencodable", "unify_alef",
+    "unify_ta_marbuta", "unify_ya",
 ]
 
 MAX_CHARS = 20_000
@@ -92,20 +77,8 @@ _ELONGATION_CACHE: dict[int, regex.Pattern[str]] = {}
 # Order matters: at each position the first alternative that matches wins, so URLs,
 # mentions, hashtags and emoji are tried before the generic word and punctuation rules,
 # and the last alternative takes any other single non-space character so nothing is lost.
-_TOKEN = regex.compile(
-    "|".join(
-        [
-            _URL_PATTERN,
-            _MENTION_PATTERN,
-            _HASHTAG_PATTERN,
-            _KEYCAP_PATTERN,
-            _EMOJI_PATTERN,
-            _WORD_PATTERN,
-            _PUNCT_RUN_PATTERN,
-            _NOT_WS_CLASS,
-        ]
-    )
-)
+_TOKEN = regex.compile("|".join([_URL_PATTERN, _MENTION_PATTERN, _HASHTAG_PATTERN, _KEYCAP_PATTERN, _EMOJI_PATTERN,
+                                  _WORD_PATTERN, _PUNCT_RUN_PATTERN, _NOT_WS_CLASS]))
 
 _LETTER = regex.compile(r"\p{L}")
 _ARABIC_LETTER = regex.compile(r"(?=\p{L})\p{Script_Extensions=Arabic}")
@@ -232,9 +205,7 @@ class NormalizerConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, bool):
-                raise ConfigError(
-                    f"normalizer option {f.name!r} must be true or false, got {value!r}"
-                )
+                raise ConfigError(f"normalizer option {f.name!r} must be true or false, got {value!r}")
 
     def to_dict(self) -> dict[str, bool]:
         """Return the options as a plain dict (for manifests and recipes)."""
@@ -246,9 +217,7 @@ class NormalizerConfig:
         known = {f.name for f in fields(cls)}
         for key in data:
             if key not in known:
-                raise ConfigError(
-                    f"unknown normalizer option {key!r}; valid options: {', '.join(sorted(known))}"
-                )
+                raise ConfigError(f"unknown normalizer option {key!r}; valid options: {', '.join(sorted(known))}")
         return cls(**data)
 
 
@@ -256,18 +225,9 @@ class NormalizerConfig:
 # before any letter-level step so they are replaced whole; diacritics and tatweel before
 # elongation so "هـــههههه" and "هَههه" are seen as plain repeats; letter unification before
 # elongation so "اأاا" collapses too.
-_STEPS: tuple[Callable[[str], str], ...] = (
-    nfc,
-    replace_urls,
-    replace_mentions,
-    remove_diacritics,
-    remove_tatweel,
-    unify_alef,
-    unify_ya,
-    unify_ta_marbuta,
-    arabic_digits_to_western,
-    reduce_elongation,
-)
+_STEPS: tuple[Callable[[str], str], ...] = (nfc, replace_urls, replace_mentions, remove_diacritics, remove_tatweel,
+                                            unify_alef, unify_ya, unify_ta_marbuta, arabic_digits_to_western,
+                                            reduce_elongation)
 
 
 def normalize(text: str, config: NormalizerConfig = NormalizerConfig()) -> str:
@@ -309,9 +269,7 @@ def segment_words(text: str) -> list[Word]:
     return [Word(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
 
 
-def prepare_words(
-    text: str, config: NormalizerConfig = NormalizerConfig()
-) -> tuple[list[Word], list[str]]:
+def prepare_words(text: str, config: NormalizerConfig = NormalizerConfig()) -> tuple[list[Word], list[str]]:
     """Segment the original `text` and normalise each word on its own.
 
     Segmenting before normalising keeps every offset in the text exactly as the user typed
@@ -395,3 +353,33 @@ def truncate(text: str, max_chars: int = MAX_CHARS) -> tuple[str, bool]:
     while cut > 0 and unicodedata.category(text[cut])[0] == "M":
         cut -= 1
     return text[: cut or max_chars], True
+
+
+# --- text that cannot be encoded -----------------------------------------------------------------
+
+# NUL marks binary data; a lone surrogate is not a character at all: it is what Python makes of
+# bytes that are not UTF-8 (argv, surrogateescape) or of a broken JSON escape ("\udc80"), and the
+# tokenizers cannot take it. Other control characters encode fine and occur in real data
+# (SemEval-2018 en has a U+0092), so they are left as they are.
+_UNENCODABLE = regex.compile("[\x00\ud800-\udfff]")
+
+
+def unencodable(text: str) -> str | None:
+    """What makes ``text`` unusable as text, or None: a NUL character, or a lone surrogate."""
+    found = _UNENCODABLE.search(text)
+    if found is None:
+        return None
+    at = f"at character {found.start() + 1:,}"
+    if found.group() == "\x00":
+        return f"a NUL character {at}: it looks like binary data, not text"
+    return (f"a lone surrogate {found.group().encode('utf-8', 'backslashreplace').decode()} {at}: bytes that were "
+            "not valid UTF-8, or a broken \\u escape; give UTF-8 text")
+
+
+def check_text(text: str, what: str = "the text") -> str:
+    """``text`` unchanged, or an ``InputError`` naming ``what`` when it cannot be encoded
+    (:func:`unencodable`): the one rule for predict, explain, batch files and training data."""
+    problem = unencodable(text)
+    if problem is not None:
+        raise InputError(f"{what} holds {problem}")
+    return text

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from emoscope.errors import ConfigError
-from emoscope.text import NormalizerConfig, Word, prepare_words
+from emoscope.text import NormalizerConfig, Word, check_text, prepare_words
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,10 @@ class ReadWords:
 
 
 def read_words(text: str, normalizer: NormalizerConfig, max_words: int | None = None) -> ReadWords:
-    """The words of ``text`` a model reads: normalised, non-empty, cut to ``max_words`` (None: no cut)."""
-    words, normalised = prepare_words(text, normalizer)
+    """The words of ``text`` a model reads: normalised, non-empty, cut to ``max_words`` (None: no cut).
+    Text that cannot be encoded is an ``InputError`` here too (``text.check_text``), whatever path it
+    came by: the tokenizers would fail on it with a ``TypeError``."""
+    words, normalised = prepare_words(check_text(text), normalizer)
     read = [i for i, w in enumerate(normalised) if w][:max_words]
     return ReadWords(words, read, [normalised[i] for i in read] or [""])
 
@@ -59,6 +61,10 @@ class WordEncoder:
         if not getattr(tokenizer, "is_fast", False):
             raise ConfigError("EmoScope needs a fast (Rust) tokenizer to map sub-words to words; "
                               f"{type(tokenizer).__name__} is not one")
+        limit = getattr(tokenizer, "model_max_length", None)  # load_encoder sets it from the model's positions
+        if isinstance(limit, int) and limit < max_length:
+            raise ConfigError(f"max_length {max_length} is more than the {limit} tokens this encoder takes (its "
+                              f"max_position_embeddings less any padding offset): set max_length to at most {limit}")
         self.tokenizer = tokenizer
         self.normalizer = normalizer
         self.max_length = max_length

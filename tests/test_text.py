@@ -342,3 +342,43 @@ def test_truncate_single_long_word_never_splits_a_combining_mark():
 def test_truncate_rejects_non_positive_limit():
     with pytest.raises(ValueError, match="at least 1"):
         truncate("abc", max_chars=0)
+
+
+# --- text that cannot be encoded ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("\udc80 hi", "a lone surrogate \\udc80 at character 1"),
+    ("ok \ud83d", "a lone surrogate \\ud83d at character 4"),
+    ("a\x00b", "a NUL character at character 2"),
+])
+def test_unencodable_names_the_first_problem_and_where(text, problem):
+    from emoscope.text import unencodable
+
+    assert unencodable(text).startswith(problem)
+
+
+@pytest.mark.parametrize("text", ["happy", "حزين \u0651", "\x01\x1b[31m\x7f\x85\x92\x9b", "\u202e\u2066x\u2069",
+                                  "😀👩\u200d👩\u200d👧", "\uffff\U0010ffff", "e\u0301"])
+def test_text_that_encodes_is_kept_as_it_is(text):
+    from emoscope.text import check_text, unencodable
+
+    assert unencodable(text) is None and check_text(text) is text
+    text.encode("utf-8")
+
+
+def test_check_text_is_an_input_error_naming_the_text():
+    from emoscope.errors import InputError
+    from emoscope.text import check_text
+
+    with pytest.raises(InputError, match=r"^rows\.jsonl: line 3: the text holds a lone surrogate \\udcff at character 2"):
+        check_text("x\udcff", "rows.jsonl: line 3: the text")
+
+
+def test_read_words_refuses_unencodable_text_whatever_the_path():
+    from emoscope.errors import InputError
+    from emoscope.words import read_words
+
+    with pytest.raises(InputError, match="lone surrogate"):
+        read_words("happy \udc80", NormalizerConfig())
+    assert read_words("happy day", NormalizerConfig()).model_words == ["happy", "day"]

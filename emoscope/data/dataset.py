@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from emoscope.errors import DataError
+from emoscope.text import unencodable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,6 +51,7 @@ class Dataset:
             )
         if not all(isinstance(text, str) for text in self.texts):
             raise DataError(f"dataset {self.name!r}: every text must be a string")
+        _check_texts(self.name, self.texts, self.ids)
         if labels.size and not np.isin(labels, (0, 1)).all():
             raise DataError(f"dataset {self.name!r}: labels must be 0 or 1")
         self.labels = labels.astype(np.uint8, copy=False)
@@ -132,6 +134,17 @@ class Dataset:
                 column if self.label_mask is None else column.mask(~self.label_mask[:, j])
             )
         return pd.DataFrame(columns)
+
+
+def _check_texts(name: str, texts: Sequence[str], ids: Sequence[str]) -> None:
+    """``DataError`` naming the first text that cannot be encoded (``text.unencodable``): readers
+    refuse such files by line, so only texts built in code get here. One search over all texts
+    first, so the check costs next to nothing on clean data."""
+    if unencodable("".join(texts)) is None:
+        return
+    i, problem = next((i, p) for i, p in enumerate(map(unencodable, texts)) if p is not None)
+    which = f"id {ids[i]!r}" if i < len(ids) else f"row {i}"
+    raise DataError(f"dataset {name!r}: the text of {which} holds {problem}")
 
 
 def align_labels(ds: Dataset, label_names: list[str]) -> Dataset:

@@ -24,7 +24,7 @@ from emoscope.errors import InputError
 from emoscope.explain.model import ExplainModel, as_explain_model
 from emoscope.explain.params import ParamSpec, check_specs, check_value
 from emoscope.explain.results import Explanation, LabelExplanation
-from emoscope.text import MAX_CHARS, prepare_words
+from emoscope.text import MAX_CHARS, check_text, prepare_words
 
 MAX_EXPLAIN_CHARS = MAX_CHARS
 
@@ -114,11 +114,9 @@ def _check_text(text: Any) -> str:
         raise InputError(f"the text to explain is {type(text).__name__}, not a string")
     if not text.strip():
         raise InputError("the text to explain is empty: type a sentence first")
-    if "\x00" in text:
-        raise InputError("the text holds NUL bytes: it looks like binary data, not text")
     if len(text) > MAX_EXPLAIN_CHARS:
         raise InputError(f"the text has {len(text):,} characters; explanations take at most {MAX_EXPLAIN_CHARS:,}")
-    return text
+    return check_text(text, "the text to explain")
 
 
 def _label_indices(model: ExplainModel, labels: Sequence[str] | str | None) -> list[int]:
