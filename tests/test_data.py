@@ -671,3 +671,52 @@ def test_real_split_keeps_rare_labels_on_both_sides():
     assert (train.label_frequencies() > 0).all() and (dev.label_frequencies() > 0).all()
     ratio = dev.label_frequencies() / ds.label_frequencies()
     assert np.allclose(ratio, 0.2, atol=0.03)
+
+
+# --- bad input: encodings, NUL, huge cells, label values, texts built in code ---------------------------
+
+
+def test_a_huge_cell_is_read_and_its_text_cut_with_a_warning(tmp_path):
+    from emoscope.text import MAX_CHARS
+
+    long_text = "كلمة word " * 20_000  # 200,000 characters: over csv's default field limit
+    path = brighter_file(tmp_path, f'a,"{long_text}",0,0,0,1,0,0\nb,short,0,0,0,0,1,0\n')
+    with pytest.warns(UserWarning, match=r"1 text\(s\) longer than 20,000 characters were cut .*\(lines 2\)"):
+        ds = read_brighter(path)
+    assert long_text.startswith(ds.texts[0]) and len(ds.texts[0]) <= MAX_CHARS and ds.texts[1] == "short"
+
+
+def test_a_field_over_the_limit_is_an_unclosed_quote_by_line(tmp_path):
+    from emoscope.data.tables import FIELD_LIMIT
+
+    path = brighter_file(tmp_path, 'a,ok,0,0,0,1,0,0\nb,"never closed' + "x" * (FIELD_LIMIT + 1) + "\n")
+    with pytest.raises(DataError, match=r"line 3: .*fields hold at most 1,048,576 characters.*never closed"):
+        read_brighter(path)
+
+
+def test_nul_after_the_first_line_names_its_line(tmp_path):
+    path = brighter_file(tmp_path, "a,ok,0,0,0,1,0,0\n" * 3000 + "b,bad\x00,0,0,0,1,0,0\n")
+    with pytest.raises(DataError, match=r"line 3002 \(byte offset \d+\): NUL byte"):
+        read_brighter(path)
+
+
+def test_latin1_file_names_line_and_bytes(tmp_path):
+    path = write(tmp_path / "d.csv", "text,joy\nhappy,1\ncaf\xe9,0\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"line 3 \(byte offset 20\): bytes b'\\xe9' are not valid UTF-8"):
+        read_table(path)
+
+
+def test_no_label_columns_says_which_value_is_not_0_or_1(tmp_path):
+    path = write(tmp_path / "d.csv", "text,joy,anger\nhappy,yes,1\nsad,no,2\n")
+    with pytest.raises(DataError, match=r"no label columns: a label column holds only 0 or 1.*column 'joy' has 'yes' "
+                                        r"on line 2; column 'anger' has '2' on line 3"):
+        read_table(path)
+
+
+def test_a_dataset_built_in_code_refuses_text_that_cannot_be_encoded():
+    with pytest.raises(DataError, match=r"the text of id 'b' holds a lone surrogate \\udc80 at character 4"):
+        Dataset(texts=["ok", "bad\udc80"], labels=np.zeros((2, 1)), label_names=["joy"], language="en", name="t",
+                ids=["a", "b"])
+    with pytest.raises(DataError, match="NUL character"):
+        Dataset(texts=["\x00"], labels=np.zeros((1, 1)), label_names=["joy"], language="en", name="t")
+    assert Dataset(texts=["fine \x92"], labels=np.zeros((1, 1)), label_names=["joy"], language="en", name="t")

@@ -208,12 +208,12 @@ def read_table(
             _find_column(path, header_line, header, c, "--label-columns") for c in label_columns
         ]
     else:
-        label_indices = _binary_columns(path, header, records, {text_index, id_index})
+        label_indices, near = _binary_columns(path, header, records, {text_index, id_index})
     if not label_indices:
+        found = "; ".join(f"column {c!r} has {v!r} on line {line}" for c, (line, v) in list(near.items())[:3])
         raise DataError(
-            f"{path}: line {header_line}: no label columns; no column other than the text and id "
-            f"columns holds only 0/1 values (columns found: {', '.join(header)}); "
-            "name them with --label-columns"
+            f"{path}: line {header_line}: no label columns: a label column holds only 0 or 1, and no column "
+            f"other than the text and id columns does ({found or 'columns found: ' + ', '.join(header)})"
         )
     label_names = [header[i] for i in label_indices]
     rows = _Rows()
@@ -228,8 +228,9 @@ def read_table(
 
 def _binary_columns(
     path: Path, header: list[str], records: list[tuple[int, list[str]]], skip: set[int | None]
-) -> list[int]:
-    indices = []
+) -> tuple[list[int], dict[str, tuple[int, str]]]:
+    """The 0/1 columns, and each other column's first value that is not 0 or 1 (with its line)."""
+    indices, near = [], {}
     for i, column in enumerate(header):
         if i in skip:
             continue
@@ -239,4 +240,6 @@ def _binary_columns(
         elif len(bad) <= 0.1 * len(records):
             line, value = bad[0]
             _label_value(path, line, column, value)
-    return indices
+        else:
+            near[column] = bad[0]
+    return indices, near

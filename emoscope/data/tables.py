@@ -3,7 +3,12 @@ delimiter and width checks, 0/1 label values, and the rows a reader collects int
 
 Every failure is a `DataError` whose message names the file, the 1-based physical line (the
 header is line 1) and what was expected, so a user can open the file and fix it. Rows whose text
-is empty are dropped with a warning and recorded in `Dataset.dropped`.
+is empty are dropped with a warning and recorded in `Dataset.dropped`; texts longer than
+`text.MAX_CHARS` are cut as `text.truncate` cuts them, with a warning naming their lines.
+
+A field may hold up to `FIELD_LIMIT` characters (Python's csv module stops at 131,072): long
+enough for any real text (models read only the first `MAX_CHARS`), short enough that a quote
+never closed, or a binary blob, is caught on its line and a chunk of rows stays small in memory.
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ import numpy as np
 
 from emoscope.data.dataset import LANGUAGES, Dataset
 from emoscope.errors import DataError
-from emoscope.text import detect_language
+from emoscope.text import MAX_CHARS, detect_language, truncate
+
+FIELD_LIMIT = 1 << 20
+csv.field_size_limit(max(csv.field_size_limit(), FIELD_LIMIT))  # process-wide; only ever raised
 
 _DELIMITER_NAMES = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
 _MAX_LINES_LISTED = 5
@@ -89,7 +97,8 @@ def _records(
             hint = ""
             if "end of data" in str(err) or "field limit" in str(err):
                 hint = (
-                    '; a quoted field starting on this line is probably never closed (unbalanced ")'
+                    f'; fields hold at most {FIELD_LIMIT:,} characters: a quoted field starting on this line '
+                    'is probably never closed (unbalanced ")'
                 )
             raise DataError(
                 f"{path}: line {line}: malformed {_name(delimiter)}-separated row: {err}{hint}"
@@ -154,11 +163,15 @@ class _Rows:
     labels: list[list[int]] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
     dropped: list[tuple[int, str]] = field(default_factory=list)
+    cut: list[int] = field(default_factory=list)  # lines whose text was longer than MAX_CHARS
 
     def add(self, line: int, text: str, labels: list[int], row_id: str) -> None:
         if not text.strip():
             self.dropped.append((line, "empty text"))
             return
+        text, was_cut = truncate(text, MAX_CHARS)
+        if was_cut:
+            self.cut.append(line)
         self.texts.append(text)
         self.labels.append(labels)
         self.ids.append(row_id)
@@ -166,12 +179,11 @@ class _Rows:
     def to_dataset(self, path: Path, label_names: list[str], language: str) -> Dataset:
         if self.dropped:
             lines = [line for line, _ in self.dropped]
-            listed = ", ".join(map(str, lines[:_MAX_LINES_LISTED]))
-            more = ", ..." if len(lines) > _MAX_LINES_LISTED else ""
-            warnings.warn(
-                f"{path}: dropped {len(lines)} row(s) with empty text (lines {listed}{more})",
-                stacklevel=3,
-            )
+            warnings.warn(f"{path}: dropped {len(lines)} row(s) with empty text (lines {_listed(lines)})",
+                          stacklevel=3)
+        if self.cut:
+            warnings.warn(f"{path}: {len(self.cut)} text(s) longer than {MAX_CHARS:,} characters were cut to their "
+                          f"first {MAX_CHARS:,} (lines {_listed(self.cut)})", stacklevel=3)
         if not self.texts:
             raise DataError(
                 f"{path}: no data rows with text (all {len(self.dropped)} rows have empty text)"
@@ -186,6 +198,11 @@ class _Rows:
             ids=self.ids,
             dropped=self.dropped,
         )
+
+
+def _listed(lines: list[int]) -> str:
+    more = ", ..." if len(lines) > _MAX_LINES_LISTED else ""
+    return ", ".join(map(str, lines[:_MAX_LINES_LISTED])) + more
 
 
 def _with_header(
