@@ -164,3 +164,82 @@ def test_predicts_in_the_precision_the_thresholds_were_tuned_in(tiny_bundle, tmp
     del raw["training"]["precision"]
     (copy / "manifest.json").write_text(json.dumps(raw), encoding="utf-8")
     assert Predictor(copy, device="cpu", verify=False).precision == "fp32"
+
+
+# --- bad input: texts that cannot be encoded, outputs whole or not at all, columns ---------------------
+
+
+@pytest.mark.parametrize("texts, message", [
+    (["\udc80 hi"], r"^the text holds a lone surrogate \\udc80 at character 1"),
+    (["fine", "bad \udcff"], r"^text 1 holds a lone surrogate \\udcff at character 5"),
+])
+def test_text_that_cannot_be_encoded_is_refused_by_index(predictor, texts, message):
+    with pytest.raises(InputError, match=message):
+        predictor.predict(texts)
+    with pytest.raises(InputError, match=message):
+        predictor.predict_proba(texts)
+
+
+def test_a_failure_midway_leaves_no_output_and_keeps_the_old_one(predictor, tmp_path, monkeypatch):
+    src = _write_csv(tmp_path / "in.csv", [{"text": f"happy day {i}"} for i in range(40)])
+    out = tmp_path / "out.csv"
+    out.write_text("the previous output\n", encoding="utf-8")
+    original, calls = predictor._probs, []
+
+    def fail_on_the_second_chunk(texts):
+        calls.append(len(texts))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(texts)
+
+    monkeypatch.setattr(predictor, "_probs", fail_on_the_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        predictor.predict_file(src, out, chunk_size=16)
+    assert out.read_text(encoding="utf-8") == "the previous output\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]  # no partial file left
+
+
+def test_every_row_is_checked_before_the_model_reads_one(predictor, tmp_path, monkeypatch):
+    rows = [json.dumps({"text": f"happy {i}"}) for i in range(50)] + [json.dumps({"text": 7})]
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    monkeypatch.setattr(predictor, "_probs", lambda texts: pytest.fail("the model ran before the file was checked"))
+    with pytest.raises(InputError, match=r"line 51: 'text' is a number \(7\), not text"):
+        predictor.predict_file(src, tmp_path / "out.csv", chunk_size=8)
+
+
+def test_jsonl_to_jsonl_keeps_each_rows_own_keys(predictor, tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "happy", "a": 1}\n\n{"text": "sad", "b": {"x": [1]}, "id": "\\udc80"}\n', encoding="utf-8")
+    predictor.predict_file(src, tmp_path / "out.jsonl")
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert set(out[0]) - {f"prob_{lab}" for lab in predictor.labels} - set(predictor.labels) == {"text", "a"}
+    assert out[1]["b"] == {"x": [1]} and out[1]["id"] == "\udc80"  # a lone surrogate elsewhere round-trips
+
+
+def test_input_columns_named_like_predictions_are_replaced_with_a_warning(predictor, tmp_path):
+    src = _write_csv(tmp_path / "in.csv", [{"text": "happy", "joy": "gold"}])
+    with pytest.warns(UserWarning, match=r"the input column\(s\) joy are replaced"):
+        predictor.predict_file(src, tmp_path / "out.csv")
+    with (tmp_path / "out.csv").open(encoding="utf-8") as f:
+        header = next(csv.reader(f))
+    assert header[:2] == ["text", "joy"] and header.count("joy") == 1
+
+
+def test_thresholds_must_be_one_per_label(predictor, tmp_path):
+    src = _write_csv(tmp_path / "in.csv", [{"text": "happy"}])
+    for bad in ([0.5], [0.5] * 5, [2.0] * 4, [float("nan")] * 4):
+        with pytest.raises(InputError, match="one threshold in \\[0, 1\\] per label"):
+            predictor.predict(["happy"], thresholds=bad)
+        with pytest.raises(InputError, match="one threshold in \\[0, 1\\] per label"):
+            predictor.predict_file(src, tmp_path / "out.csv", thresholds=bad)
+
+
+def test_two_writers_of_one_output_never_share_a_partial_file(predictor, tmp_path):
+    from emoscope.fsutil import atomic_file
+
+    with atomic_file(tmp_path / "out.csv") as a, atomic_file(tmp_path / "out.csv") as b:
+        assert a != b and a.exists() and b.exists()
+        a.write_text("a")
+        b.write_text("b")
+    assert (tmp_path / "out.csv").read_text() == "a"  # the last to finish wins, each whole
