@@ -18,7 +18,9 @@ from emoscope.bundle import add_card
 from emoscope.data import align_labels, load_dataset
 from emoscope.encoders import install_source, prepare_source, source_status
 from emoscope.errors import EmoScopeError, InputError
+from emoscope.fsutil import check_output_file, write_text_atomic
 from emoscope.metrics import compute_metrics, format_report
+from emoscope.rowfiles import check_job
 from emoscope.progress import ConsoleSink, JsonLinesSink, Reporter, reporting
 
 
@@ -79,8 +81,8 @@ def _explain_params(args: argparse.Namespace) -> dict[str, dict[str, object]]:
     """The parameters the command line set, per method; the rest keep the methods' declared defaults."""
     from emoscope.explain import parse_param  # imports torch: loaded only when explaining
 
-    lime = {"seed": args.seed, **({"samples": args.samples} if args.samples else {})}
-    ig = {k: v for k, v in (("n_steps", args.steps), ("internal_batch_size", args.internal_batch_size)) if v}
+    lime = {"seed": args.seed, **({"samples": args.samples} if args.samples is not None else {})}
+    ig = {k: v for k, v in (("n_steps", args.steps), ("internal_batch_size", args.internal_batch_size)) if v is not None}
     if args.precision:
         lime["precision"] = ig["precision"] = args.precision
     attention = {k: v for k, v in (("layer", args.layer), ("rollout", args.rollout or None),
@@ -118,6 +120,8 @@ def _explain_evaluate(args: argparse.Namespace, model, params: dict[str, dict[st
 
     if not args.data:
         raise InputError("--evaluate needs --data (a labelled dataset spec or file, e.g. semeval2018:ar:dev)")
+    if args.n < 1:
+        raise InputError(f"--n must be at least 1 (texts to sample), got {args.n}")
     data = load_dataset(args.data, data_root=args.data_root)
     rng = np.random.default_rng(args.seed)
     picks = sorted(rng.choice(len(data), size=min(args.n, len(data)), replace=False).tolist())
@@ -125,8 +129,8 @@ def _explain_evaluate(args: argparse.Namespace, model, params: dict[str, dict[st
                               log=(lambda _: None) if args.quiet else print)
     print(_evaluation_table(result))
     if args.output:
-        Path(args.output).write_text(json.dumps({"model": str(args.model), "data": data.name, "n": len(picks),
-                                                 "params": params, "results": result}, indent=1), encoding="utf-8")
+        write_text_atomic(args.output, json.dumps({"model": str(args.model), "data": data.name, "n": len(picks),
+                                                   "params": params, "results": result}, indent=1))
     return 0
 
 
@@ -134,6 +138,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from emoscope.explain import ExplainModel, explain, faithfulness, render_html  # imports torch: only when explaining
     from emoscope.predict import Predictor  # imports torch: loaded only for the commands that run a model
 
+    if args.output:
+        check_output_file(args.output)
     params = _explain_params(args)
     model = ExplainModel(Predictor(args.model))
     if args.evaluate:
@@ -149,7 +155,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         raw["faithfulness"] = faithfulness(model, exp)
         out = json.dumps(raw, ensure_ascii=False, indent=1)
     if args.output:
-        Path(args.output).write_text(out, encoding="utf-8")
+        write_text_atomic(args.output, out)
         print(f"written to {args.output}")
     else:
         print(out)
@@ -164,6 +170,8 @@ def _reader_options(args: argparse.Namespace) -> dict[str, str]:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from emoscope.predict import Predictor  # torch loads only for the commands that run a model
 
+    if args.output:
+        check_output_file(args.output)
     predictor = Predictor(args.model)
     data = align_labels(load_dataset(args.data, data_root=args.data_root, **_reader_options(args)), predictor.labels)
     probs = predictor.predict_proba(data.texts)
@@ -173,7 +181,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"{predictor.name} on {data.name} ({len(data)} texts)")
     print(format_report(metrics))
     if args.output:
-        Path(args.output).write_text(json.dumps(metrics, indent=1, ensure_ascii=False), encoding="utf-8")
+        write_text_atomic(args.output, json.dumps(metrics, indent=1, ensure_ascii=False))
         print(f"metrics written to {args.output}")
     return 0
 
@@ -185,6 +193,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise InputError("give either --text \"...\" or --input FILE (with --output FILE)")
     if args.input is not None and not args.output:
         raise InputError("--input needs --output FILE (.csv, .tsv or .jsonl)")
+    if args.input is not None:
+        check_job(args.input, args.output, args.chunk_size)  # before the model loads
     predictor = Predictor(args.model)
     if args.text is not None:
         [result] = predictor.predict([args.text])

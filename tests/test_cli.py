@@ -56,6 +56,12 @@ def test_evaluate_prints_and_writes_metrics(capsys, tiny_bundle, tiny_data, tmp_
     (["predict", "--model", "{bundle}", "--input", "x.csv"], "--input needs --output"),
     (["evaluate", "--model", "{bundle}", "--data", "brighter:xx:dev"], "xx"),
     (["train", "--config", "/nonexistent.toml"], "recipe file not found"),
+    (["predict", "--model", "{bundle}", "--text", "\udc80"], "lone surrogate"),
+    (["predict", "--model", "{bundle}", "--input", "{bundle}", "--output", "o.csv"], "is a folder, not a file"),
+    (["explain", "--model", "{bundle}", "--text", "a\x00b"], "NUL character"),
+    (["explain", "--model", "{bundle}", "--text", "hi", "--method", "lime", "--samples", "0"], "samples must be at least"),
+    (["evaluate", "--model", "{bundle}", "--data", "{bundle}"], "not a file"),
+    (["data", "/nonexistent.csv"], "file not found"),
     (["models", "prepare", "nope"], "unknown offline encoder source"),
 ])
 def test_errors_are_one_line_with_exit_code_2(capsys, tiny_bundle, args, message):
