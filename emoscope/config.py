@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 import types
 import typing
@@ -27,6 +28,20 @@ __all__ = ["DataConfig", "EncoderConfig", "LossConfig", "MetaConfig", "RunConfig
 POOLINGS = ("cls", "mean")
 WORD_POOLINGS = ("mean", "first")
 META_POOLINGS = ("attention", "max", "mean")
+SEED_LIMIT = 2**32  # seeds are whole numbers in [0, 2^32): NumPy's generators take no others
+
+
+def _require_finite(section: Any, where: str) -> None:
+    """``ConfigError`` for a float field that is inf or NaN (TOML has both; no option means either)."""
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}.{f.name} must be a finite number, got {value}")
+
+
+def _check_seed(seed: Any, where: str) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise ConfigError(f"{where} must be a whole number from 0 to {SEED_LIMIT - 1}, got {seed!r}")
 
 
 @dataclass(frozen=True)
@@ -53,10 +68,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         for name in ("train", "validation", "eval"):
             value = getattr(self, name)
-            if value is None:
-                continue
             specs = (value,) if isinstance(value, str) else value
-            if not specs or any(not spec.strip() for spec in specs):
+            if value is not None and (not specs or any(not spec.strip() for spec in specs)):
                 raise ConfigError(f"data.{name}: give a dataset spec such as 'brighter:eng:train', or a list of them")
         if isinstance(self.validation, str) and self.validation.startswith("holdout:"):
             fraction = self.holdout_fraction
@@ -102,6 +115,7 @@ class EncoderConfig:
         return self.name or self.source.rstrip("/").split("/")[-1]
 
     def __post_init__(self) -> None:
+        _require_finite(self, "encoder")
         if self.name and not all(c.isalnum() or c in "-_." for c in self.name):
             raise ConfigError(f"encoder.name '{self.name}' may hold only letters, digits, '-', '_' and '.'")
         if not self.source.strip():
@@ -112,8 +126,8 @@ class EncoderConfig:
             raise ConfigError(f"encoder.max_length must be between 8 and 4096, got {self.max_length}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"encoder.dropout must be in [0, 1), got {self.dropout}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
-            raise ConfigError(f"encoder.seed must be a whole number ≥ 0, got {self.seed!r}")
+        if self.seed is not None:
+            _check_seed(self.seed, "encoder.seed")
 
 
 @dataclass(frozen=True)
@@ -134,9 +148,11 @@ class TrainingConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        _require_finite(self, "training")
+        _check_seed(self.seed, "training.seed")
         checks = [
-            (self.lr > 0, f"training.lr must be > 0, got {self.lr}"),
-            (self.head_lr is None or self.head_lr > 0, f"training.head_lr must be > 0, got {self.head_lr}"),
+            (0 < self.lr <= 1, f"training.lr must be > 0 and at most 1, got {self.lr}"),
+            (self.head_lr is None or 0 < self.head_lr <= 1, f"training.head_lr must be > 0 and at most 1, got {self.head_lr}"),
             (self.weight_decay >= 0, f"training.weight_decay must be >= 0, got {self.weight_decay}"),
             (self.batch_size >= 1, f"training.batch_size must be >= 1, got {self.batch_size}"),
             (self.eval_batch_size >= 1, f"training.eval_batch_size must be >= 1, got {self.eval_batch_size}"),
@@ -160,6 +176,7 @@ class ThresholdConfig:
     fallback: float = 0.5
 
     def __post_init__(self) -> None:
+        _require_finite(self, "thresholds")
         if not 0.0 < self.fallback < 1.0:
             raise ConfigError(f"thresholds.fallback must be in (0, 1), got {self.fallback}")
 
@@ -212,14 +229,16 @@ class MetaConfig:
     patience: int = 6
 
     def __post_init__(self) -> None:
+        _require_finite(self, "meta")
         checks = [
             (1 <= self.hidden_size <= 4096, f"meta.hidden_size must be in 1..4096, got {self.hidden_size}"),
             (1 <= self.layers <= 8, f"meta.layers must be in 1..8, got {self.layers}"),
             (0 <= self.dropout < 1, f"meta.dropout must be in [0, 1), got {self.dropout}"),
             (0 <= self.input_dropout < 1, f"meta.input_dropout must be in [0, 1), got {self.input_dropout}"),
             (self.pooling in META_POOLINGS, f"meta.pooling must be one of {', '.join(META_POOLINGS)}, got '{self.pooling}'"),
-            (self.dense_size >= 0, f"meta.dense_size must be >= 0 (0 = no hidden dense layer), got {self.dense_size}"),
-            (self.lr > 0, f"meta.lr must be > 0, got {self.lr}"),
+            (0 <= self.dense_size <= 8192, f"meta.dense_size must be in 0..8192 (0 = no hidden dense layer), "
+                                           f"got {self.dense_size}"),
+            (0 < self.lr <= 1, f"meta.lr must be > 0 and at most 1, got {self.lr}"),
             (self.weight_decay >= 0, f"meta.weight_decay must be >= 0, got {self.weight_decay}"),
             (self.batch_size >= 1, f"meta.batch_size must be >= 1, got {self.batch_size}"),
             (self.epochs >= 1, f"meta.epochs must be >= 1, got {self.epochs}"),
@@ -246,6 +265,7 @@ class RunConfig:
     meta: MetaConfig = field(default_factory=MetaConfig)
 
     def __post_init__(self) -> None:
+        _require_finite(self.loss, "loss")  # the [loss] section's own checks are about ranges
         if not self.name.strip():
             raise ConfigError("name: a recipe needs a name")
         if not self.encoders:
@@ -322,14 +342,13 @@ def load_config(path: str | Path) -> RunConfig:
     """Read a recipe from a ``.toml`` or ``.json`` file."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"recipe file not found: {path}")
+        raise ConfigError(f"{path} is a folder; give a recipe file (.toml)" if path.is_dir() else
+                          f"recipe file not found: {path}")
+    if path.suffix not in (".toml", ".json"):
+        raise ConfigError(f"{path}: recipes are .toml or .json files")
     try:
-        if path.suffix == ".toml":
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        elif path.suffix == ".json":
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        else:
-            raise ConfigError(f"{path}: recipes are .toml or .json files")
+        text = path.read_text(encoding="utf-8")
+        raw = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {exc}") from exc
     try:
@@ -369,6 +388,8 @@ def _typed(value: Any, hint: Any, where: str) -> Any:
                 and all(isinstance(v, str) for v in value)):
             return tuple(value)
         if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{where}: expected a finite number, got {value!r}")
             return float(value)
         if option is int and isinstance(value, int) and not isinstance(value, bool):
             return value

@@ -81,3 +81,54 @@ def test_a_list_of_train_specs_is_accepted_and_round_trips():
         RunConfig.from_dict({**BASE, "data": {"train": []}})
     with pytest.raises(ConfigError, match="a list of strings"):
         RunConfig.from_dict({**BASE, "data": {"train": [1, 2]}})
+
+
+@pytest.mark.parametrize("raw, message", [
+    (with_("training", lr=float("inf")), "training.lr: expected a finite number, got inf"),
+    (with_("training", weight_decay=float("inf")), "training.weight_decay: expected a finite number"),
+    (with_("training", warmup_ratio=float("nan")), "training.warmup_ratio: expected a finite number"),
+    (with_("loss", name="focal", gamma=float("inf")), "loss.gamma: expected a finite number"),
+    (with_("loss", name="focal", gamma=float("nan")), "loss.gamma: expected a finite number"),
+    (with_("encoders", dropout=float("nan")), "dropout: expected a finite number"),
+    (with_("training", lr=2.0), "training.lr must be > 0 and at most 1"),
+    (with_("training", seed=-1), "training.seed must be a whole number from 0 to 4294967295, got -1"),
+    (with_("training", seed=2**32), "got 4294967296"),
+    (with_("encoders", seed=2**40), "encoder.seed must be a whole number from 0 to 4294967295"),
+    ({**BASE, "stack": {}, "meta": {"dense_size": 10**9}}, "meta.dense_size must be in 0..8192"),
+    ({**BASE, "stack": {}, "meta": {"lr": float("inf")}}, "meta.lr: expected a finite number"),
+])
+def test_values_fatal_later_are_refused_when_the_recipe_is_read(raw, message):
+    with pytest.raises(ConfigError) as err:
+        RunConfig.from_dict(raw)
+    assert message in str(err.value)
+
+
+def test_non_finite_numbers_are_refused_in_code_too():
+    from emoscope.config import DataConfig, EncoderConfig, LossConfig, MetaConfig, TrainingConfig
+
+    for make, message in [(lambda: TrainingConfig(grad_clip=float("inf")), "training.grad_clip must be a finite number"),
+                          (lambda: MetaConfig(weight_decay=float("inf")), "meta.weight_decay must be a finite number"),
+                          (lambda: TrainingConfig(seed=2**32), "training.seed"),
+                          (lambda: RunConfig(name="x", data=DataConfig(train="a.csv"),
+                                             encoders=(EncoderConfig(source="m"),), loss=LossConfig(gamma=float("nan"))),
+                           "loss.gamma must be a finite number")]:
+        with pytest.raises(ConfigError, match=message):
+            make()
+    assert TrainingConfig(seed=2**32 - 1).seed == 2**32 - 1
+
+
+def test_a_folder_given_as_recipe(tmp_path):
+    with pytest.raises(ConfigError, match="is a folder; give a recipe file"):
+        load_config(tmp_path)
+    (tmp_path / "r.yaml").write_text("name: x")
+    with pytest.raises(ConfigError, match="recipes are .toml or .json files"):
+        load_config(tmp_path / "r.yaml")
+
+
+def test_json_recipes_refuse_nan_too(tmp_path):
+    import json
+
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(with_("training", lr=float("nan"))))
+    with pytest.raises(ConfigError, match="training.lr: expected a finite number, got nan"):
+        load_config(path)
