@@ -312,7 +312,25 @@ def load_encoder(source: str, *, attn_implementation: str | None = None, safeten
         model = AutoModel.from_pretrained(where, config=config, **kwargs)
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise EncoderError(f"cannot load the encoder '{source}' from {where}: {_first_line(exc)}") from exc
+    positions = usable_positions(config)
+    if positions is not None:  # what the model takes, whatever the tokenizer's files claim: WordEncoder checks it
+        tokenizer.model_max_length = positions
     return tokenizer, model
+
+
+_PADDING_OFFSET_TYPES = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "mpnet", "longformer",
+                         "data2vec-text", "roberta-prelayernorm", "xmod", "ibert", "luke", "markuplm", "esm"}
+
+
+def usable_positions(config: Any) -> int | None:
+    """How many tokens an encoder with this config takes: ``max_position_embeddings``, less the
+    padding offset of RoBERTa-style models (their positions start at ``pad_token_id + 1``); None
+    when it has no absolute positions or does not say."""
+    n = getattr(config, "max_position_embeddings", None)
+    if not isinstance(n, int) or n <= 0 or getattr(config, "position_biased_input", True) is False:
+        return None
+    offset = (getattr(config, "pad_token_id", None) or 0) + 1 if config.model_type in _PADDING_OFFSET_TYPES else 0
+    return n - offset
 
 
 def _first_line(exc: BaseException) -> str:
