@@ -6,6 +6,7 @@ report, and record what the run cost.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ import torch
 from emoscope.config import RunConfig
 from emoscope.data import Dataset, TrainingData, load_training_data
 from emoscope.errors import ConfigError, DataError
+from emoscope.fsutil import lock_output, release_output
+from emoscope.manifest import FORMAT
 from emoscope.models import default_precision
 from emoscope.models.runtime import peak_gpu_mb, peak_rss_mb
 
@@ -22,11 +25,40 @@ Logger = Callable[[str], None]
 
 
 def refuse_existing(output: str | Path, overwrite: bool) -> Path:
-    """``output`` as a path; ``ConfigError`` when it exists and ``overwrite`` is off."""
+    """``output`` as a path, locked for this run (``fsutil.lock_output``: a second run into it is
+    refused until the bundle is saved or the process ends); ``ConfigError`` when another run holds
+    it, when it exists and ``overwrite`` is off, or when it is anything but a bundle (``overwrite``
+    replaces only an EmoScope bundle, or an empty or unfinished one)."""
     output = Path(output)
-    if output.exists() and not overwrite:
-        raise ConfigError(f"{output} already exists; choose another --output or pass --overwrite")
+    lock_output(output)
+    try:
+        if output.exists() and not overwrite:
+            raise ConfigError(f"{output} already exists; choose another --output or pass --overwrite")
+        problem = _not_a_bundle(output) if output.exists() else None
+        if problem:
+            raise ConfigError(f"--overwrite replaces only an EmoScope bundle, and {output} {problem}; nothing was "
+                              "deleted: choose another --output")
+    except ConfigError:
+        release_output(output)
+        raise
     return output
+
+
+def _not_a_bundle(path: Path) -> str | None:
+    """Why ``path`` is not a bundle that ``--overwrite`` may replace, or None: a folder whose
+    manifest.json is EmoScope's, an empty folder, or an unfinished ``.NAME.partial-…`` one."""
+    if path.is_symlink() or not path.is_dir():
+        return "is not a folder" if not path.is_symlink() else "is a symbolic link"
+    if not any(path.iterdir()) or (path.name.startswith(".") and ".partial-" in path.name):
+        return None
+    try:
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "has no manifest.json"
+    except (OSError, ValueError):
+        return "has a manifest.json that is not an EmoScope manifest"
+    return None if isinstance(manifest, dict) and manifest.get("format") == FORMAT else \
+        "has a manifest.json that is not an EmoScope manifest"
 
 
 def require_positive_labels(validation: Dataset) -> None:
