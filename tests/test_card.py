@@ -271,7 +271,7 @@ def test_recipe_toml_round_trips_what_a_bundle_records():
 
 
 def test_every_offline_source_has_its_licence():
-    assert set(LICENCES) == set(SOURCES)
+    assert set(SOURCES) <= set(LICENCES)
     assert LICENCES["me5-small"][1].startswith("MIT") and LICENCES["minilm-l6"][1] == "Apache-2.0"
 
 
