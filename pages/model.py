@@ -5,7 +5,7 @@ import streamlit as st
 from emoscope.app.card_charts import class_loss_figure, training_curves_figure
 from emoscope.app.state import forget_bundle, load_validation, require_predictor
 from emoscope.bundle import add_card, manifest_mtime, read_training_log
-from emoscope.card import CARD, card_sections, md, render_card
+from emoscope.card import CARD, card_sections, md, num, render_card
 from emoscope.errors import EmoScopeError
 
 predictor = require_predictor()
@@ -34,12 +34,19 @@ else:
             forget_bundle(predictor.path, loaded_at)  # the new manifest loads afresh; other bundles stay loaded
             st.rerun()
 
+scores = {split: (manifest.metrics.get(split) or {}).get("macro_f1") for split in ("validation", "eval")}
+columns = st.columns(4)
+columns[0].metric("validation macro-F1", num(scores["validation"], 3))
+columns[1].metric("eval macro-F1", num(scores["eval"], 3))
+columns[2].metric("training texts", num(manifest.n_train))
+columns[3].metric("training time", f"{num(manifest.training.get('seconds'), 0)} s")
+curves = training_curves_figure(log, manifest.training.get("best_epoch"))
+if curves is not None:  # at the top, beside the headline figures; its numbers are in "Training curves" below
+    st.plotly_chart(curves, width="stretch", key="model_curves")
+
 for section in card_sections(manifest, validation, log, has_chart=False):
     st.subheader(section.title)
     if section.key == "curves":
-        figure = training_curves_figure(log, manifest.training.get("best_epoch"))
-        if figure is not None:
-            st.plotly_chart(figure, width="stretch", key="model_curves")
         per_class = class_loss_figure(log, manifest.labels)
         if per_class is not None and st.toggle("Training loss per label", key="model_class_loss"):
             st.plotly_chart(per_class, width="stretch", key="model_class_curves")

@@ -39,8 +39,8 @@ def training_curves_figure(rows: Sequence[dict[str, Any]], best_epoch: int | Non
     if best_epoch is not None:
         for col in (1, 2):
             fig.add_vline(x=best_epoch, line_dash="dash", line_color="#9ca3af", row=1, col=col)
-        fig.add_annotation(x=best_epoch, y=1, yref="y2 domain", xref="x2", text=f"kept: epoch {best_epoch}",
-                           showarrow=False, yanchor="bottom", font={"size": 11, "color": "#6b7280"})
+        fig.add_annotation(x=best_epoch, y=0, yref="y2 domain", xref="x2", text=f" kept: epoch {best_epoch}",
+                           showarrow=False, xanchor="left", yanchor="bottom", font={"size": 11, "color": "#6b7280"})
     fig.update_xaxes(title_text="epoch")
     fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": -0.25})
     return fig
