@@ -24,7 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", required=True)
     parser.add_argument("--output", default="docs/img")
-    parser.add_argument("--pages", default="predict,explain,thresholds,evaluate,errors,batch,train")
+    parser.add_argument("--pages", default="predict,explain,thresholds,evaluate,errors,batch,model,train")
     args = parser.parse_args()
     from browser import App, Browser
 
@@ -46,9 +46,9 @@ def main() -> None:
             else:
                 browser.goto(f"{app.url}/{name}")
                 ready = {"thresholds": "macro-F1", "evaluate": "Per-class confusion matrices", "errors": "Errors, class by class",
-                         "batch": "Batch prediction", "train": "Train a model"}[name]
+                         "batch": "Batch prediction", "model": "Model card", "train": "Train a model"}[name]
                 browser.wait_text(ready, 300)
-                if name in ("thresholds", "evaluate"):
+                if name in ("thresholds", "evaluate", "model"):
                     browser.wait("document.querySelector('.js-plotly-plot')", 120, "a chart")
             print("wrote", browser.screenshot(out / f"{name}.png"))
     finally:
