@@ -21,7 +21,6 @@ name like ``<script>`` or ``[x](http://…)`` is shown as typed, never run or li
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import re
@@ -34,6 +33,7 @@ from emoscope.card_svg import curves_svg
 from emoscope.encoders import SOURCES
 from emoscope.manifest import Manifest
 from emoscope.metrics import compute_metrics
+from emoscope.render import escape_markdown
 from emoscope.toml_writer import recipe_toml
 
 if TYPE_CHECKING:  # annotations only: emoscope.bundle imports this module
@@ -54,9 +54,6 @@ LICENCES = {
 }
 LANGUAGE_NAMES = {"ar": "Arabic", "en": "English", "hi": "Hindi", "de": "German", "es": "Spanish",
                   "mixed": "mixed-script", "unknown": "unknown-script"}
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#!|~$<>])")
-_MD_LINE_START = re.compile(r"^(\d+)([.)])|^([-+=])")  # what would open a list or a heading
-_AUTOLINK = re.compile(r"(?<=[A-Za-z])(?=://)|(?<=www)(?=\.)", re.IGNORECASE)  # GFM's bare links
 _METRICS = (("macro_f1", "macro-F1"), ("micro_f1", "micro-F1"), ("weighted_f1", "weighted-F1"),
             ("samples_f1", "samples-F1"), ("jaccard", "Jaccard"), ("hamming_loss", "Hamming loss"),
             ("roc_auc_macro", "ROC-AUC (macro)"))
@@ -74,16 +71,6 @@ class Section:
     body: str
     code: str | None = None
     code_language: str = "toml"
-
-
-def md(text: Any) -> str:
-    """User text as Markdown that shows exactly that text on one line, never as markup, a link or
-    a list: HTML-escaped; Markdown's (and Streamlit's ``$``) punctuation backslash-escaped; a
-    leading list or heading marker and GFM's bare-link openings (``://``, ``www.``) broken."""
-    one_line = " ".join(str(text).split())
-    escaped = _MD_SPECIAL.sub(r"\\\1", html.escape(one_line, quote=False))
-    escaped = _MD_LINE_START.sub(lambda m: f"{m[1]}\\{m[2]}" if m[1] else f"\\{m[3]}", escaped)
-    return _AUTOLINK.sub("\\\\", escaped)
 
 
 def num(value: Any, digits: int = 4) -> str:
@@ -106,30 +93,30 @@ def fence(text: str, language: str = "") -> str:
 
 
 def _languages(manifest: Manifest) -> str:
-    return ", ".join(LANGUAGE_NAMES.get(code, md(code)) for code in manifest.languages) or "unrecorded"
+    return ", ".join(LANGUAGE_NAMES.get(code, escape_markdown(code)) for code in manifest.languages) or "unrecorded"
 
 
 def _encoders_phrase(manifest: Manifest) -> str:
-    names = ", ".join(md(e.label) for e in manifest.model.encoders)
+    names = ", ".join(escape_markdown(e.label) for e in manifest.model.encoders)
     meta = manifest.model.meta or {}
     if manifest.model.folds is not None or meta:
         folds = manifest.model.folds
         stacking = f"{folds}-fold out-of-fold stacking" if folds else "naive stacking (folds = 0)"
         return (f"a stacked ensemble of {len(manifest.model.encoders)} transformer encoders ({names}) pooled onto the "
                 f"same words and read by a Bi-LSTM meta-learner (hidden {num(meta.get('hidden_size'))}, "
-                f"{md(meta.get('pooling', '?'))} pooling over words), {stacking}")
-    return f"one fine-tuned transformer encoder ({names}) with a {md(manifest.model.pooling or '?')}-pooled linear head"
+                f"{escape_markdown(meta.get('pooling', '?'))} pooling over words), {stacking}")
+    return f"one fine-tuned transformer encoder ({names}) with a {escape_markdown(manifest.model.pooling or '?')}-pooled linear head"
 
 
 def _about(manifest: Manifest) -> Section:
     config = manifest.config or {}
-    description = md(config.get("description") or "")
+    description = escape_markdown(config.get("description") or "")
     body = [f"*{description}*" if description else "",
             f"A **multi-label emotion classifier** for {_languages(manifest)} text: given a text it gives a probability "
             f"for each of its {manifest.n_labels} emotions and predicts every emotion whose probability reaches that "
             "emotion's threshold (none, one or several per text).",
-            f"Model: {_encoders_phrase(manifest)}. Trained with EmoScope on {md(manifest.created or 'an unrecorded date')} "
-            f"(bundle format {manifest.format_version}, kind {md(manifest.model.kind)})."]
+            f"Model: {_encoders_phrase(manifest)}. Trained with EmoScope on {escape_markdown(manifest.created or 'an unrecorded date')} "
+            f"(bundle format {manifest.format_version}, kind {escape_markdown(manifest.model.kind)})."]
     return Section("about", "What it is", "\n\n".join(b for b in body if b))
 
 
@@ -139,10 +126,10 @@ def _use(manifest: Manifest) -> Section:
     eval_data = (manifest.metrics.get("eval") or {}).get("data")
     bullets = [
         "**Intended use**: exploring and measuring the emotions expressed in short social-media texts "
-        f"(tweets and the like) in the languages it was trained on; research and teaching; a baseline to compare with.",
+        "(tweets and the like) in the languages it was trained on; research and teaching; a baseline to compare with.",
         f"**Input**: one text at a time or a file; the model reads {limit}, normalised as recorded in the manifest's `text`.",
-        f"**Trained on** {md(manifest.train_data)} only: other domains, dialects or languages score lower than the "
-        "figures below" + (f" (scored on {md(eval_data)})." if eval_data else " (validation only; no eval split was scored)."),
+        f"**Trained on** {escape_markdown(manifest.train_data)} only: other domains, dialects or languages score lower than the "
+        "figures below" + (f" (scored on {escape_markdown(eval_data)})." if eval_data else " (validation only; no eval split was scored)."),
         "**Limits**: the labels are perceived emotions as annotators read them, not what the writer felt; irony, "
         "sarcasm and mixed scripts are hard; the thresholds were tuned on the validation data below and move the "
         "precision/recall balance of each emotion.",
@@ -154,12 +141,12 @@ def _use(manifest: Manifest) -> Section:
 
 def _labels(manifest: Manifest, validation: ValidationData | None) -> Section:
     if validation is None:
-        return Section("labels", "Labels", ", ".join(md(label) for label in manifest.labels))
+        return Section("labels", "Labels", ", ".join(escape_markdown(label) for label in manifest.labels))
     counts = validation.labels.astype(bool)
     if validation.mask is not None:
         counts = counts & validation.mask
     n = len(validation.texts)
-    rows = [(md(label), str(int(counts[:, j].sum())), f"{counts[:, j].mean():.1%}" if n else "—")
+    rows = [(escape_markdown(label), str(int(counts[:, j].sum())), f"{counts[:, j].mean():.1%}" if n else "—")
             for j, label in enumerate(manifest.labels)]
     none = int((counts.sum(1) == 0).sum())
     body = table(("label", "validation texts with it", "share"), rows)
@@ -171,8 +158,8 @@ def _recipe(manifest: Manifest) -> Section:
     if not config:
         return Section("recipe", "Recipe", "The bundle did not record its recipe.")
     training, loss = config.get("training") or {}, config.get("loss") or {}
-    items = [("name", md(config.get("name", "?"))), ("description", md(config.get("description") or "—")),
-             ("loss", md(loss.get("name", "?"))),
+    items = [("name", escape_markdown(config.get("name", "?"))), ("description", escape_markdown(config.get("description") or "—")),
+             ("loss", escape_markdown(loss.get("name", "?"))),
              ("epochs (max) · batch · lr", f"{num(training.get('epochs'))} · {num(training.get('batch_size'))} · "
                                            f"{num(training.get('lr'), 6)}"),
              ("seed", num(training.get("seed"))),
@@ -181,8 +168,8 @@ def _recipe(manifest: Manifest) -> Section:
     if config.get("stack"):
         stack, meta = config["stack"], config.get("meta") or {}
         items += [("stack", f"folds {num(stack.get('folds'))}, {num(stack.get('max_words'))} words, "
-                            f"{md(stack.get('word_pooling', '?'))} word pooling, stage-1 loss {md(stack.get('finetune_loss', '?'))}"),
-                  ("meta-learner", f"Bi-LSTM hidden {num(meta.get('hidden_size'))}, {md(meta.get('pooling', '?'))} "
+                            f"{escape_markdown(stack.get('word_pooling', '?'))} word pooling, stage-1 loss {escape_markdown(stack.get('finetune_loss', '?'))}"),
+                  ("meta-learner", f"Bi-LSTM hidden {num(meta.get('hidden_size'))}, {escape_markdown(meta.get('pooling', '?'))} "
                                    f"pooling, epochs {num(meta.get('epochs'))}, lr {num(meta.get('lr'), 6)}")]
     body = table(("setting", "value"), items) + "\n\nThe full recipe, as recorded (train it again with `emoscope train --config`):"
     return Section("recipe", "Recipe", body, code=recipe_toml(config))
@@ -196,24 +183,24 @@ def _encoders(manifest: Manifest) -> Section:
                  else f"{entry.model_type or '?'}, hidden {num(entry.hidden_size)}")
         use = "fine-tuned" if entry.is_fine_tuned else "frozen"
         length = entry.max_length or manifest.model.max_length
-        rows.append((str(i), md(entry.label), md(entry.source), md(model), md(origin or "—"),
-                     f"{use}, {md(entry.pooling or manifest.model.pooling or '?')} pooling, max {num(length)} tokens"
-                     + (f", prefix {md(entry.text_prefix.strip())}" if entry.text_prefix.strip() else ""),
-                     md(licence)))
+        rows.append((str(i), escape_markdown(entry.label), escape_markdown(entry.source), escape_markdown(model), escape_markdown(origin or "—"),
+                     f"{use}, {escape_markdown(entry.pooling or manifest.model.pooling or '?')} pooling, max {num(length)} tokens"
+                     + (f", prefix {escape_markdown(entry.text_prefix.strip())}" if entry.text_prefix.strip() else ""),
+                     escape_markdown(licence)))
     body = table(("#", "name", "source", "model", "weights from", "how it is used", "licence"), rows)
     return Section("encoders", "Encoders", body + "\n\nThe bundle holds each encoder's weights (safetensors) and tokenizer.")
 
 
 def _data(manifest: Manifest) -> Section:
     data, evaluated = manifest.data, manifest.metrics.get("eval") or {}
-    rows = [("train", md(data.get("train", "?")), num(data.get("n_train"))),
-            ("validation", md(data.get("validation", "?")), num(data.get("n_validation")))]
+    rows = [("train", escape_markdown(data.get("train", "?")), num(data.get("n_train"))),
+            ("validation", escape_markdown(data.get("validation", "?")), num(data.get("n_validation")))]
     if data.get("eval"):
-        rows.append(("eval", md(data["eval"]), num(evaluated.get("n_samples"))))
+        rows.append(("eval", escape_markdown(data["eval"]), num(evaluated.get("n_samples"))))
     fingerprint = data.get("train_fingerprint")
-    normaliser = ", ".join(md(k) for k, v in manifest.text.items() if v is True) or "none recorded"
+    normaliser = ", ".join(escape_markdown(k) for k, v in manifest.text.items() if v is True) or "none recorded"
     body = [table(("split", "data", "texts"), rows),
-            f"Training data fingerprint (sha256 of labels and texts): {md(fingerprint)}" if fingerprint else "",
+            f"Training data fingerprint (sha256 of labels and texts): {escape_markdown(fingerprint)}" if fingerprint else "",
             "Validation picks the best epoch and tunes the thresholds; the eval split influences no choice.",
             f"Text normalisation: {normaliser}."]
     return Section("data", "Data", "\n\n".join(b for b in body if b))
@@ -228,7 +215,7 @@ def _results(manifest: Manifest) -> Section:
     header = ["label"] + [f"{name} {what}" for name, _ in splits for what in ("P", "R", "F1", "support")]
     rows = []
     for label in manifest.labels:
-        cells = [md(label)]
+        cells = [escape_markdown(label)]
         for _, scores in splits:
             row = (scores.get("per_class") or {}).get(label) or {}
             cells += [num(row.get("precision")), num(row.get("recall")), num(row.get("f1")), num(row.get("support"))]
@@ -245,7 +232,7 @@ def _thresholds(manifest: Manifest, validation: ValidationData | None) -> Sectio
         for key, cut in ((0.5, 0.5), ("bundle", manifest.thresholds)):
             at[key] = compute_metrics(validation.labels, validation.probs, cut, label_names=manifest.labels,
                                       label_mask=validation.mask)["per_class"]
-    rows = [(md(label), f"{t:.4f}", num((at["bundle"].get(label) or {}).get("f1")),
+    rows = [(escape_markdown(label), f"{t:.4f}", num((at["bundle"].get(label) or {}).get("f1")),
              num((at[0.5].get(label) or {}).get("f1"))) for label, t in zip(manifest.labels, manifest.thresholds)]
     body = table(("label", "threshold", "validation F1 at it", "validation F1 at 0.5"), rows)
     return Section("thresholds", "Thresholds", body + "\n\nA label is predicted when its probability is at least "
@@ -271,18 +258,18 @@ def _cost(manifest: Manifest) -> Section:
     t = manifest.training
     stages = t.get("stages") or {}
     peaks = stages.get("peak_rss_mb_after") or {}
-    rows = [(md(key.removesuffix("_seconds").replace("finetune", "fine-tune")), num(value, 1),
+    rows = [(escape_markdown(key.removesuffix("_seconds").replace("finetune", "fine-tune")), num(value, 1),
              num(peaks.get(key.removesuffix("_seconds")), 1))
             for key, value in stages.items() if key.endswith("_seconds")]
     if not rows:
         rows = [("train (single encoder)", num(t.get("seconds"), 1), num(t.get("peak_rss_mb"), 1))]
     rows.append(("**total**", f"**{num(t.get('seconds'), 1)}**", f"**{num(t.get('peak_rss_mb'), 1)}**"))
-    where = [("device", md(t.get("device", "?"))), ("precision", md(manifest.precision)),
+    where = [("device", escape_markdown(t.get("device", "?"))), ("precision", escape_markdown(manifest.precision)),
              ("torch threads", num(t.get("torch_threads")))]
     if t.get("peak_gpu_mb") is not None:
         where.append(("peak GPU memory (MiB)", num(t.get("peak_gpu_mb"), 1)))
     if t.get("platform"):
-        where.append(("platform", md(t["platform"])))
+        where.append(("platform", escape_markdown(t["platform"])))
     body = (table(("stage", "seconds", "peak RSS after it (MiB)"), rows) + "\n\n" + table(("run", ""), where))
     return Section("cost", "Cost", body)
 
@@ -291,7 +278,7 @@ def _versions(manifest: Manifest) -> Section:
     versions = manifest.library_versions or {}
     if not versions:
         return Section("versions", "Library versions", "Not recorded.")
-    return Section("versions", "Library versions", table(("library", "version"), [(md(k), md(v)) for k, v in versions.items()]))
+    return Section("versions", "Library versions", table(("library", "version"), [(escape_markdown(k), escape_markdown(v)) for k, v in versions.items()]))
 
 
 def _usage(manifest: Manifest) -> Section:
@@ -335,7 +322,7 @@ def _front_matter(manifest: Manifest) -> str:
 def render_card(manifest: Manifest, validation: ValidationData | None, training_log: Sequence[dict[str, Any]],
                 has_chart: bool = True) -> str:
     """The model card as Markdown (the bundle's ``README.md``)."""
-    parts = [_front_matter(manifest), f"# {md(manifest.name or 'EmoScope model')}"]
+    parts = [_front_matter(manifest), f"# {escape_markdown(manifest.name or 'EmoScope model')}"]
     for section in card_sections(manifest, validation, training_log, has_chart):
         parts.append(f"## {section.title}\n\n{section.body}")
         if section.code is not None:

@@ -1,6 +1,7 @@
-"""The one place user text becomes HTML: escaped, direction-aware markup for the app and the CLI.
+"""The one place user text becomes markup: escaped, direction-aware HTML for the app and the CLI,
+and escaped Markdown (``escape_markdown``) for the model card and Streamlit captions.
 
-Every function here HTML-escapes each piece of user text it is given and returns
+Every HTML function here HTML-escapes each piece of user text it is given and returns
 :class:`SafeHtml`, the only kind of string the app puts on a page as HTML
 (``emoscope.app.markup.show_html`` refuses anything else). No Streamlit here, so the CLI
 (``emoscope explain --format html``) and the tests use the same renderer as the pages.
@@ -9,7 +10,8 @@ Every function here HTML-escapes each piece of user text it is given and returns
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -89,3 +91,18 @@ def render_html(explanation: Explanation, label: str | None = None) -> SafeHtml:
 
 
 __all__ = ["INPUT_BIDI_CSS", "SafeHtml", "render_html", "text_html"]
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#!|~$<>])")
+_MD_LINE_START = re.compile(r"^(\d+)([.)])|^([-+=])")  # what would open a list or a heading
+_AUTOLINK = re.compile(r"(?<=[A-Za-z])(?=://)|(?<=www)(?=\.)", re.IGNORECASE)  # GFM's bare links
+
+
+def escape_markdown(text: Any) -> str:
+    """User text as Markdown that shows exactly that text on one line, never as markup, a link or
+    a list: HTML-escaped; Markdown's (and Streamlit's ``$``) punctuation backslash-escaped; a
+    leading list or heading marker and GFM's bare-link openings (``://``, ``www.``) broken."""
+    one_line = " ".join(str(text).split())
+    escaped = _MD_SPECIAL.sub(r"\\\1", html.escape(one_line, quote=False))
+    escaped = _MD_LINE_START.sub(lambda m: f"{m[1]}\\{m[2]}" if m[1] else f"\\{m[3]}", escaped)
+    return _AUTOLINK.sub("\\\\", escaped)

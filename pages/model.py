@@ -5,7 +5,8 @@ import streamlit as st
 from emoscope.app.card_charts import class_loss_figure, training_curves_figure
 from emoscope.app.state import forget_bundle, load_validation, require_predictor
 from emoscope.bundle import add_card, manifest_mtime, read_training_log
-from emoscope.card import CARD, card_sections, md, num, render_card
+from emoscope.card import CARD, card_sections, num, render_card
+from emoscope.render import escape_markdown
 from emoscope.errors import EmoScopeError
 
 predictor = require_predictor()
@@ -18,7 +19,7 @@ except EmoScopeError as exc:
     st.warning(f"The training log cannot be read: {exc}")
     log = []
 
-st.header(f"Model card: {md(manifest.name or predictor.path.name)}")
+st.header(f"Model card: {escape_markdown(manifest.name or predictor.path.name)}")
 if CARD in manifest.files:
     st.caption(f"The same card is the bundle's {CARD} (with training_curves.svg beside it), written from the training "
                "run: the manifest, the validation data and the training log.")

@@ -129,3 +129,27 @@ def tiny_bundle(tmp_path_factory, tiny_encoder, tiny_data) -> Path:
 
     out = tmp_path_factory.mktemp("tiny-bundle") / "tiny"
     return train(tiny_config(tiny_encoder, tiny_data), out, progress=False, log=lambda _: None)
+
+
+# A bundle whose label names, recipe name and description hold markup (the card and the pages must
+# show them as text).
+EVIL_LABELS = {"anger": "<script>alert(1)</script>", "fear": "[fear](http://evil.example)", "joy": "joy *bold* $x$",
+               "sadness": "sadness"}
+EVIL_NAME = "<script>x</script> [click](http://evil.example)"
+
+
+@pytest.fixture(scope="session")
+def evil_bundle(tiny_encoder, tmp_path_factory):
+    """A bundle really trained on data whose label names, recipe name and description hold markup."""
+    from emoscope.training import train
+
+    folder = tmp_path_factory.mktemp("evil-data")
+
+    def rows(n, seed):
+        return [{EVIL_LABELS.get(k, k): v for k, v in r.items()} for r in make_rows(n, seed)]
+
+    data = {"train": write_brighter_csv(folder / "train.csv", rows(160, 1)),
+            "dev": write_brighter_csv(folder / "dev.csv", rows(60, 2))}
+    config = tiny_config(tiny_encoder, data, epochs=2).replace(
+        name=EVIL_NAME, description="**bold** <img src=x onerror=alert(2)> `code`")
+    return train(config, folder / "bundle", progress=False, log=lambda _: None)

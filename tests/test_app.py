@@ -13,7 +13,6 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from emoscope.render import text_html
-from test_card import evil_bundle  # noqa: F401 (a fixture: a bundle trained on labels that hold markup)
 
 APP = str(Path(__file__).parent.parent / "app.py")
 
@@ -467,7 +466,8 @@ def _main_texts(at) -> list[str]:
 
 def test_model_page_shows_the_bundles_card_with_its_training_curves(models_dir):
     from emoscope.bundle import read_manifest, read_training_log
-    from emoscope.card import card_sections, md
+    from emoscope.card import card_sections
+    from emoscope.render import escape_markdown
 
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.switch_page("pages/model.py").run()
@@ -476,8 +476,8 @@ def test_model_page_shows_the_bundles_card_with_its_training_curves(models_dir):
     assert [s.value for s in at.subheader] == [s.title for s in card_sections(manifest, None, [])]
     shown = "\n".join(_main_texts(at))
     for label, row in manifest.metrics["validation"]["per_class"].items():
-        assert f"| {md(label)} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | {row['support']} |" in shown
-    assert f"| {md(manifest.data['train'])} | {manifest.data['n_train']} |" in shown
+        assert f"| {escape_markdown(label)} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | {row['support']} |" in shown
+    assert f"| {escape_markdown(manifest.data['train'])} | {manifest.data['n_train']} |" in shown
     charts = at.get("plotly_chart")
     assert len(charts) == 1
     figure = json.loads(charts[0].proto.spec)
@@ -653,3 +653,12 @@ def test_train_page_says_in_one_line_why_a_run_failed(train_page, tiny_encoder, 
     assert state["reason"].startswith("the validation set") and "no positive labels" in state["reason"]
     assert "\n" not in state["reason"]
     assert at.error[0].value == f"**The run failed:** {state['reason']}"
+
+
+def test_sidebar_caption_shows_a_bundles_labels_as_text(evil_bundle):
+    from emoscope.app.sidebar import bundle_caption
+    from emoscope.bundle import read_manifest
+
+    caption = bundle_caption(read_manifest(evil_bundle))
+    assert "[fear](http" not in caption and "<script>" not in caption
+    assert r"\[fear\]" in caption and "&lt;script&gt;" in caption

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_rows, tiny_config, tiny_stack_config, write_brighter_csv
+from conftest import EVIL_LABELS, EVIL_NAME, tiny_stack_config
 from emoscope.bundle import read_manifest, read_training_log, read_validation, update_thresholds
-from emoscope.card import CARD, CURVES, LICENCES, card_sections, md, render_card
+from emoscope.card import CARD, CURVES, LICENCES, card_sections, render_card
+from emoscope.render import escape_markdown
 from emoscope.cli import main
 from emoscope.encoders import SOURCES
 from emoscope.errors import BundleError
@@ -24,10 +25,6 @@ from emoscope.toml_writer import recipe_toml
 
 SECTIONS = ["What it is", "Intended use and limits", "Labels", "Recipe", "Encoders", "Data", "Results", "Thresholds",
             "Training curves", "Cost", "Library versions", "How to load it"]
-EVIL_LABELS = {"anger": "<script>alert(1)</script>", "fear": "[fear](http://evil.example)", "joy": "joy *bold* $x$",
-               "sadness": "sadness"}
-EVIL_NAME = "<script>x</script> [click](http://evil.example)"
-
 
 def quiet(_: str) -> None:
     pass
@@ -47,23 +44,6 @@ def stack_bundle(tiny_encoder, tiny_encoder_b, tiny_data, tmp_path_factory, monk
 def monkeypatch_module():
     with pytest.MonkeyPatch.context() as mp:
         yield mp
-
-
-@pytest.fixture(scope="module")
-def evil_bundle(tiny_encoder, tmp_path_factory):
-    """A bundle really trained on data whose label names, recipe name and description hold markup."""
-    from emoscope.training import train
-
-    folder = tmp_path_factory.mktemp("evil-data")
-
-    def rows(n, seed):
-        return [{EVIL_LABELS.get(k, k): v for k, v in r.items()} for r in make_rows(n, seed)]
-
-    data = {"train": write_brighter_csv(folder / "train.csv", rows(160, 1)),
-            "dev": write_brighter_csv(folder / "dev.csv", rows(60, 2))}
-    config = tiny_config(tiny_encoder, data, epochs=2).replace(
-        name=EVIL_NAME, description="**bold** <img src=x onerror=alert(2)> `code`")
-    return train(config, folder / "bundle", progress=False, log=quiet)
 
 
 def section(card: str, title: str) -> str:
@@ -93,7 +73,7 @@ def test_the_card_has_every_section_in_order(tiny_bundle):
     card = card_of(tiny_bundle)
     assert re.findall(r"^## (.+)$", card, re.M) == SECTIONS
     assert card.startswith("---\nlibrary_name: emoscope\npipeline_tag: text-classification\n")
-    assert f"# {md(read_manifest(tiny_bundle).name)}\n" in card
+    assert f"# {escape_markdown(read_manifest(tiny_bundle).name)}\n" in card
 
 
 def test_labels_data_and_encoders_hold_the_runs_figures(tiny_bundle):
@@ -101,14 +81,14 @@ def test_labels_data_and_encoders_hold_the_runs_figures(tiny_bundle):
     validation = read_validation(tiny_bundle, m)
     labels = section(card, "Labels")
     for j, label in enumerate(m.labels):
-        assert row(labels, md(label))[1] == str(int(validation.labels[:, j].sum()))
+        assert row(labels, escape_markdown(label))[1] == str(int(validation.labels[:, j].sum()))
     assert f"{int((validation.labels.sum(1) == 0).sum())} of the {len(validation.texts)} validation texts" in labels
     data = section(card, "Data")
-    assert row(data, "train")[1:] == [md(m.data["train"]), str(m.data["n_train"])]
-    assert row(data, "validation")[1:] == [md(m.data["validation"]), str(m.data["n_validation"])]
+    assert row(data, "train")[1:] == [escape_markdown(m.data["train"]), str(m.data["n_train"])]
+    assert row(data, "validation")[1:] == [escape_markdown(m.data["validation"]), str(m.data["n_validation"])]
     assert m.data["train_fingerprint"] in data
     encoder = row(section(card, "Encoders"), "0")
-    assert encoder[1:3] == [md(m.model.encoders[0].label), md(m.model.encoders[0].source)]
+    assert encoder[1:3] == [escape_markdown(m.model.encoders[0].label), escape_markdown(m.model.encoders[0].source)]
     assert encoder[-1] == "see the source" and f"max {m.model.max_length} tokens" in encoder[-2]
     assert "mixed-script" in section(card, "What it is") and f"each of its {m.n_labels} emotions" in card
 
@@ -121,8 +101,8 @@ def test_results_and_thresholds_are_the_manifests_per_class_figures(tiny_bundle)
     at_half = compute_metrics(validation.labels, validation.probs, 0.5, label_names=m.labels)["per_class"]
     for label, threshold in zip(m.labels, m.thresholds):
         pc = val["per_class"][label]
-        assert row(results, md(label))[1:] == [f4(pc["precision"]), f4(pc["recall"]), f4(pc["f1"]), str(pc["support"])]
-        assert row(section(card, "Thresholds"), md(label))[1:] == [f4(threshold), f4(pc["f1"]),
+        assert row(results, escape_markdown(label))[1:] == [f4(pc["precision"]), f4(pc["recall"]), f4(pc["f1"]), str(pc["support"])]
+        assert row(section(card, "Thresholds"), escape_markdown(label))[1:] == [f4(threshold), f4(pc["f1"]),
                                                                    f4(at_half[label]["f1"])]
 
 
@@ -142,10 +122,10 @@ def test_cost_versions_recipe_and_usage_of_a_single_encoder_bundle(tiny_bundle):
     m, card = read_manifest(tiny_bundle), card_of(tiny_bundle)
     cost, t = section(card, "Cost"), m.training
     assert row(cost, "train (single encoder)")[1:] == [f"{t['seconds']:.1f}", f"{t['peak_rss_mb']:.1f}"]
-    assert row(cost, "device")[1] == md(t["device"]) and row(cost, "precision")[1] == m.precision
+    assert row(cost, "device")[1] == escape_markdown(t["device"]) and row(cost, "precision")[1] == m.precision
     assert row(cost, "torch threads")[1] == str(t["torch_threads"])
     for library, version in m.library_versions.items():
-        assert row(section(card, "Library versions"), md(library))[1] == md(version)
+        assert row(section(card, "Library versions"), escape_markdown(library))[1] == escape_markdown(version)
     toml = re.search(r"```toml\n(.*?)\n```", card, re.S).group(1)
     assert tomllib.loads(toml) == _without_none(m.config)
     assert row(section(card, "Recipe"), "loss")[1] == m.config["loss"]["name"]
@@ -161,7 +141,7 @@ def test_a_stacked_bundles_card_has_each_stage_and_each_encoder(stack_bundle):
     assert row(cost, "**total**")[1] == f"**{m.training['seconds']:.1f}**"
     encoders = section(card, "Encoders")
     for i, entry in enumerate(m.model.encoders):
-        assert row(encoders, str(i))[1] == md(entry.name)
+        assert row(encoders, str(i))[1] == escape_markdown(entry.name)
         assert row(encoders, str(i))[5].startswith("fine-tuned" if entry.is_fine_tuned else "frozen")
     assert "2-fold out-of-fold stacking" in section(card, "What it is")
     assert row(section(card, "Recipe"), "stack")[1].startswith("folds 2")
@@ -172,7 +152,7 @@ def test_a_stacked_bundles_card_has_each_stage_and_each_encoder(stack_bundle):
         epoch = f"**{r['epoch']}**" if r["epoch"] == m.training["best_epoch"] else str(r["epoch"])
         assert row(curves, epoch)[1:3] == [f4(r["train_loss"]), f4(r["val_macro_f1"])]
     for label in m.labels:
-        assert row(section(card, "Results"), md(label))[3] == f4(m.metrics["validation"]["per_class"][label]["f1"])
+        assert row(section(card, "Results"), escape_markdown(label))[3] == f4(m.metrics["validation"]["per_class"][label]["f1"])
 
 
 def test_the_card_is_in_the_file_table_and_the_bundle_verifies(tiny_bundle, tmp_path):
@@ -237,7 +217,7 @@ def test_saving_thresholds_rewrites_the_card_with_them(tiny_bundle, tmp_path):
     m = read_manifest(copy, verify=True)
     at_new = compute_metrics(validation.labels, validation.probs, np.asarray(new), label_names=m.labels)["per_class"]
     for label, threshold in zip(m.labels, new):
-        assert row(section(card_of(copy), "Thresholds"), md(label))[1:3] == [f4(threshold), f4(at_new[label]["f1"])]
+        assert row(section(card_of(copy), "Thresholds"), escape_markdown(label))[1:3] == [f4(threshold), f4(at_new[label]["f1"])]
 
 
 def test_user_text_is_escaped_in_the_card(evil_bundle):
@@ -248,18 +228,18 @@ def test_user_text_is_escaped_in_the_card(evil_bundle):
     assert "&lt;script&gt;" in body and r"\[fear\]\(http\://evil.example\)" in body
     assert r"joy \*bold\* \$x\$" in body
     for label in m.labels:
-        assert row(section(card, "Thresholds"), md(label))  # each label has its row, escaped
+        assert row(section(card, "Thresholds"), escape_markdown(label))  # each label has its row, escaped
     assert all(label not in (evil_bundle / CURVES).read_text(encoding="utf-8") for label in m.labels[:3])
     toml = re.search(r"```toml\n(.*?)\n```", card, re.S).group(1)
     assert tomllib.loads(toml)["name"] == EVIL_NAME
 
 
 def test_md_escapes_markup_links_lists_and_streamlit_directives():
-    assert md("<b>x</b>") == "&lt;b&gt;x&lt;/b&gt;"
-    assert md("[a](javascript:alert(1))") == r"\[a\]\(javascript:alert\(1\)\)"
-    assert md("see https://x.org or www.x.org") == r"see https\://x.org or www\.x.org"
-    assert md("1. first") == r"1\. first" and md("- item") == r"\- item" and md("a\n# b") == r"a \# b"
-    assert md(":red[x] $y$ a_b") == r":red\[x\] \$y\$ a\_b"
+    assert escape_markdown("<b>x</b>") == "&lt;b&gt;x&lt;/b&gt;"
+    assert escape_markdown("[a](javascript:alert(1))") == r"\[a\]\(javascript:alert\(1\)\)"
+    assert escape_markdown("see https://x.org or www.x.org") == r"see https\://x.org or www\.x.org"
+    assert escape_markdown("1. first") == r"1\. first" and escape_markdown("- item") == r"\- item" and escape_markdown("a\n# b") == r"a \# b"
+    assert escape_markdown(":red[x] $y$ a_b") == r":red\[x\] \$y\$ a\_b"
 
 
 def test_recipe_toml_round_trips_what_a_bundle_records():
@@ -279,7 +259,7 @@ def test_sections_without_validation_data_or_log_still_render(tiny_bundle):
     m = read_manifest(tiny_bundle)
     sections = {s.key: s for s in card_sections(m, None, [])}
     assert "no per-epoch training log" in sections["curves"].body
-    assert all(md(label) in sections["labels"].body for label in m.labels)
+    assert all(escape_markdown(label) in sections["labels"].body for label in m.labels)
     assert "](training_curves.svg)" not in render_card(m, None, [])
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from emoscope.bundle import find_bundles, read_manifest
 from emoscope.errors import EmoScopeError
 from emoscope.manifest import Manifest
+from emoscope.render import escape_markdown
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -30,9 +31,11 @@ def bundle_label(manifest: Manifest) -> str:
 
 def bundle_caption(manifest: Manifest) -> str:
     """What the picked bundle is: its kind, encoders, labels and training data."""
-    encoders = ", ".join(e.name or e.source for e in manifest.model.encoders)
-    return (f"{manifest.model.kind}: {encoders}  \nlabels: {', '.join(manifest.labels)}  \n"
-            f"trained on {manifest.train_data} ({manifest.n_train if manifest.n_train is not None else '?'} texts)")
+    encoders = ", ".join(escape_markdown(e.name or e.source) for e in manifest.model.encoders)
+    labels = ", ".join(escape_markdown(label) for label in manifest.labels)
+    n_train = manifest.n_train if manifest.n_train is not None else "?"
+    return (f"{escape_markdown(manifest.model.kind)}: {encoders}  \nlabels: {labels}  \n"
+            f"trained on {escape_markdown(manifest.train_data)} ({n_train} texts)")
 
 
 def listed_bundles(folder: Path, preselect: str | None) -> list[Path]:
