@@ -238,18 +238,30 @@ def _cmd_models(args: argparse.Namespace) -> int:
     if args.action == "install":
         for name in args.names:
             print(f"{name}: ready at {install_source(name)}")
+            _print_terms(next(row for row in source_status() if row["name"] == name), f"{name}: ")
         return 0
     if args.action == "prepare":
         for name in args.names:
             print(f"{name}: ready at {prepare_source(name)}")
         return 0
-    for row in source_status():
+    rows = source_status()
+    width = max(len(row["name"]) for row in rows)
+    for row in rows:
         state = "ready" if row["ready"] else ("installed, not prepared" if row["package_installed"] else "not installed")
-        print(f"{row['name']:<11} {state:<24} {row['languages']}")
-        print(f"{'':<11} {row['model']}")
+        print(f"{row['name']:<{width}} {state:<24} {row['languages']}")
+        print(f"{'':<{width}} {row['model']}")
         if row["notes"]:
-            print(f"{'':<11} {row['notes']}")
+            print(f"{'':<{width}} {row['notes']}")
+        _print_terms(row, f"{'':<{width}} ")
     return 0
+
+
+def _print_terms(row: dict, indent: str) -> None:
+    """A source's licence and, where it is not its authors' own upload, where its weights came from."""
+    if row.get("licence"):
+        print(f"{indent}licence: {row['licence']}")
+    if row.get("provenance"):
+        print(f"{indent}provenance: {row['provenance']}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -345,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list, install or prepare offline encoder sources")
     p.add_argument("action", nargs="?", choices=("list", "install", "prepare"), default="list")
-    p.add_argument("names", nargs="*", help="source names (minilm-l6, me5-small, mpnet-base)")
+    p.add_argument("names", nargs="*", help="source names (minilm-l6, me5-small, mpnet-base, embeddinggemma-300m)")
     p.set_defaults(func=_cmd_models)
     return parser
 

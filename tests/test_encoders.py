@@ -63,8 +63,9 @@ def test_unprepared_source_says_how_to_install(tmp_path, monkeypatch):
 
 def test_status_lists_every_source():
     rows = {r["name"]: r for r in source_status()}
-    assert set(rows) == {"minilm-l6", "mpnet-base", "me5-small"}
+    assert set(rows) == {"minilm-l6", "mpnet-base", "me5-small", "embeddinggemma-300m"}
     assert all(isinstance(r["ready"], bool) for r in rows.values())
+    assert all(r["licence"] for r in rows.values())  # `emoscope models` shows every source's licence
 
 
 def test_e5_gets_its_query_prefix():

