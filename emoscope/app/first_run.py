@@ -1,0 +1,169 @@
+"""The first run: a quick model trained in the background, and the app following it.
+
+``scripts/app.sh`` runs ``python -m emoscope.app.first_run`` after set-up. With no bundle in the
+models folder and no training run going, it starts the ``quick`` recipe (two frozen encoders,
+only the Bi-LSTM meta-learner trains: minutes on two cores) through ``emoscope.jobs`` and returns
+at once, so the app is up while the model trains. The app then lands on the first-run page
+(``pages/first_run.py``), which follows the run and turns into Predict when the bundle lands.
+With a bundle already there it does nothing, so a second start costs nothing.
+
+Later runs (``default`` from the Train page, say) are followed the same way: while a run is going,
+``watch_new_bundles`` polls the models folder, and when a new bundle lands the sidebar picker
+moves to it (``switch_to_new_bundle``); the older bundles stay selectable.
+
+The launcher and the progress reading are plain functions (no Streamlit); the two functions that
+draw import Streamlit when they run, so ``python -m emoscope.app.first_run`` stays light.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from emoscope import jobs
+from emoscope.app.sidebar import REPO_ROOT, listed_bundles, models_dir
+from emoscope.bundle import find_bundles
+from emoscope.errors import EmoScopeError
+
+QUICK_RECIPE = REPO_ROOT / "training" / "configs" / "quick.toml"
+REFRESH_S = 2.0
+PICKER_KEY = "model_picker"  # the sidebar picker's widget key (emoscope.app.sidebar.pick_bundle)
+SEEN_KEY = "first_run::bundles_seen"
+# What a run is doing, from the prefix of its status line (``jobs.status``'s ``stage``), as one of
+# the steps the first-run screen lists.
+STEPS = ("Reading the data", "Fine-tuning the encoders", "Embedding the texts with the encoders",
+         "Training the meta-learner", "Scoring and saving the model")
+STEP_OF_PREFIX = {"[data": 0, "[stage 1": 1, "[stage 2": 2, "[stage 3": 3, "[epoch": 3, "[early stop": 3,
+                  "[eval": 4, "[done": 4}  # "[stage 2]" and "[stage 2 of 3]" alike
+COUNT = re.compile(r"(\d+)\s*(?:/|of)\s*(\d+)")
+
+
+def active_run(folder: Path) -> dict[str, Any] | None:
+    """The status of the run training into ``folder`` now, or None when none is running."""
+    state = jobs.status(folder)
+    return state if state is not None and state.get("state") == "running" else None
+
+
+def has_bundle(folder: Path) -> bool:
+    """Whether the app has a bundle to open: one in ``folder``, or the one ``EMOSCOPE_MODEL`` names."""
+    return bool(listed_bundles(folder, os.environ.get("EMOSCOPE_MODEL")))
+
+
+def start_if_needed(folder: Path, recipe: str | Path = QUICK_RECIPE) -> dict[str, Any] | None:
+    """Start ``recipe`` in the background when the app has no bundle and nothing is training;
+    the run's info, or None when nothing was started."""
+    if has_bundle(folder) or active_run(folder) is not None:
+        return None
+    return jobs.start_training(recipe, folder)
+
+
+def landing(bundle: Path | None, folder: Path) -> str:
+    """The page a new visit opens on: Predict with a bundle; with none, the first-run screen
+    while a run trains one, else Train."""
+    if bundle is not None:
+        return "predict"
+    return "first_run" if active_run(folder) is not None else "train"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run stands, for the first-run screen: the step it is on and a 0–1 fraction."""
+
+    step: int | None
+    fraction: float
+
+    @classmethod
+    def of(cls, state: dict[str, Any]) -> Progress:
+        """Read from the run's ``stage`` line; an unknown line gives no step and no fraction."""
+        line = (state.get("stage") or "").strip()
+        step = next((s for prefix, s in STEP_OF_PREFIX.items() if line.startswith(prefix)), None)
+        if state.get("state") == "finished":
+            return cls(len(STEPS) - 1, 1.0)
+        if step is None:
+            return cls(None, 0.0)
+        within = 0.0
+        count = COUNT.search(line)
+        if count and int(count.group(2)) > 0 and step in (1, 2):
+            within = min(1.0, int(count.group(1)) / int(count.group(2)))
+        return cls(step, min(0.99, (step + within) / len(STEPS)))
+
+
+def bundle_stamps(folder: Path) -> dict[str, int]:
+    """Each bundle in ``folder`` by path, with its folder's inode: a bundle written again (even
+    under the same name) is a new folder renamed into place, while saving thresholds is not."""
+    stamps = {}
+    for path in find_bundles(folder):
+        try:
+            stamps[str(path)] = path.stat().st_ino
+        except OSError:  # removed between the listing and the stat
+            continue
+    return stamps
+
+
+def new_bundle(folder: Path, seen: dict[str, int]) -> Path | None:
+    """The newest bundle in ``folder`` that ``seen`` does not hold (new, or written again), or None."""
+    stamps = bundle_stamps(folder)
+    fresh = [path for path, inode in stamps.items() if seen.get(path) != inode]
+    return Path(fresh[0]) if fresh else None  # find_bundles lists newest first
+
+
+def switch_to_new_bundle(folder: Path) -> None:
+    """Before the picker is drawn: move it to a bundle that landed since this session last looked."""
+    import streamlit as st  # here, not at the top: the launcher (python -m emoscope.app.first_run) stays Streamlit-free
+
+    if SEEN_KEY not in st.session_state:  # a new session: the picker opens on the newest bundle anyway
+        st.session_state[SEEN_KEY] = bundle_stamps(folder)
+        return
+    fresh = new_bundle(folder, st.session_state[SEEN_KEY])
+    st.session_state[SEEN_KEY] = bundle_stamps(folder)
+    if fresh is not None:
+        st.session_state[PICKER_KEY] = fresh
+        st.toast(f"The new model **{fresh.name}** is ready and selected; the others stay in the picker.", icon="✅")
+
+
+def watch_new_bundles(folder: Path) -> None:
+    """While a run trains into ``folder`` (and a bundle is open), note it in the sidebar and rerun
+    the app when its bundle lands, so the picker moves to it."""
+    import streamlit as st  # here, not at the top: the launcher (python -m emoscope.app.first_run) stays Streamlit-free
+
+    run = jobs.current(folder)
+    if not run or run.get("state") != "running":
+        return
+
+    @st.fragment(run_every=REFRESH_S * 2)
+    def watch() -> None:
+        state = jobs.status(folder) or {}
+        if new_bundle(folder, st.session_state.get(SEEN_KEY, {})) is not None:
+            st.rerun(scope="app")
+        if state.get("state") == "running":
+            st.caption(f"Training **{state.get('name', '?')}** ({state.get('elapsed_s', 0) / 60:.0f} min so far); "
+                       "the picker switches to it when it lands.")
+
+    with st.sidebar:
+        watch()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m emoscope.app.first_run [RECIPE]``: start the quick model when there is none."""
+    recipe = Path(argv[0]) if argv else QUICK_RECIPE
+    folder = models_dir()
+    try:
+        info = start_if_needed(folder, recipe)
+    except EmoScopeError as exc:
+        print(f"[first run] could not start {recipe.stem}: {exc}; the app's Train page can start a run", flush=True)
+        return 0
+    if info is not None:
+        print(f"[first run] no model in {folder} yet: training the {info['name']} bilingual model in the background "
+              f"(a few minutes; log: {info['log']}). The app opens on its progress and turns into Predict "
+              "when it lands.", flush=True)
+    elif not has_bundle(folder):
+        print(f"[first run] a training run is going in {folder}; the app follows it", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
