@@ -9,12 +9,22 @@ ETA from measured throughput, and, for a failed run, the one-line reason. ``canc
 whole process group. An uploaded training file is kept in ``<models>/.runs/data/``
 (``save_upload``). Bundles are written atomically, so a cancelled or crashed run never leaves a
 half bundle in the picker; a stacked recipe keeps its finished stage-1 models and resumes from
-them next time. One run at a time per models folder.
+them next time.
+
+One run at a time per models folder, whoever asks: ``start_training`` holds an ``fcntl`` lock on
+``<models>/.runs/.start.lock`` from its check that nothing runs until the new run's status file
+is written, so two "Start training" presses at once (two sessions, two server processes) start
+one run and refuse the other. Each run's id is claimed by creating its log with ``O_CREAT |
+O_EXCL`` (a second run in the same second gets ``-2``), so no two runs share an id, a log or a
+status file. A run into an output another ``emoscope train`` is writing (the CLI's lock on
+``.NAME.lock`` beside it, ``fsutil.lock_output``) is refused before it starts. Status files
+and uploads are written through uniquely named temporary files (``fsutil``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -23,12 +33,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from emoscope.data import load_dataset
-from emoscope.errors import DataError, InputError
+from emoscope.errors import ConfigError, DataError, InputError
+from emoscope.fsutil import atomic_file, lock_path, write_text_atomic
 from emoscope.progress import describe, eta_seconds, fold, read_events, summary
 
 EPOCH = re.compile(r"\[epoch (\d+)\] loss ([0-9.]+).*?\| (\d+)s")
@@ -59,7 +71,7 @@ def _alive(pid: int) -> bool:
 def current(models_dir: Path) -> dict[str, Any] | None:
     """The latest run's status file, or None."""
     folder = runs_dir(models_dir)
-    files = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    files = sorted(folder.glob("*.json"), key=lambda p: (p.stat().st_mtime, p.name)) if folder.is_dir() else []
     return json.loads(files[-1].read_text(encoding="utf-8")) if files else None
 
 
@@ -73,9 +85,8 @@ def save_upload(models_dir: Path, filename: str, content: bytes) -> Path:
     path = runs_dir(models_dir) / "data" / f"{hashlib.sha256(content).hexdigest()[:12]}-{stem}{suffix}"
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(content)
-        tmp.replace(path)
+        with atomic_file(path) as tmp:  # a unique partial name: two sessions uploading one file never share it
+            tmp.write_bytes(content)
     return path
 
 
@@ -127,20 +138,60 @@ def start_training(recipe: str | Path, models_dir: Path, name: str | None = None
         overrides["eval"] = None
     if overrides:
         config = _check_data(config, overrides)
-    running = current(models_dir)
-    if running and _alive(running["pid"]) and running.get("state") == "running":
-        raise InputError(f"a training run ({running['recipe']}) is already running; wait for it or cancel it")
     name = name or config.name
     if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
         raise InputError(f"bundle name '{name}' may hold only letters, digits, '.', '_' and '-'")
-    return _launch(recipe, Path(models_dir), name, epochs, overrides, config)
+    with _starting(Path(models_dir)):  # from the check that nothing runs until the new run's status is written
+        running = current(models_dir)
+        if running and _alive(running["pid"]) and running.get("state") == "running":
+            raise InputError(f"a training run ({running['recipe']}) is already running; wait for it or cancel it")
+        _output_free(Path(models_dir) / name)
+        return _launch(recipe, Path(models_dir), name, epochs, overrides, config)
+
+
+@contextmanager
+def _starting(models_dir: Path) -> Iterator[None]:
+    """Hold the models folder's start lock (``fcntl``: across threads and processes; freed if one dies)."""
+    folder = runs_dir(models_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / ".start.lock", os.O_CREAT | os.O_RDWR, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _output_free(output: Path) -> None:
+    """Refuse (``ConfigError``, one line) an output another ``emoscope train`` is writing now (it
+    holds ``fsutil.lock_output``'s lock: tried here without waiting, and let go at once)."""
+    fd = os.open(lock_path(output), os.O_CREAT | os.O_RDWR, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise ConfigError(f"{output} is being written by another training run; wait for it to finish") from None
+    finally:
+        os.close(fd)
+
+
+def claim_run_id(folder: Path, name: str) -> str:
+    """A run id nobody else has: its log is created with ``O_CREAT | O_EXCL``, ``-2``, ``-3``… on a clash."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1, 1000):
+        run_id = f"{stamp}-{name}" + (f"-{n}" if n > 1 else "")
+        try:
+            os.close(os.open(folder / f"{run_id}.log", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return run_id
+    raise InputError(f"too many runs of {name} started at {stamp}; try again in a second")
 
 
 def _launch(recipe: str | Path, models_dir: Path, name: str, epochs: int | None,
             overrides: dict[str, list[str] | None], config) -> dict[str, Any]:
     folder = runs_dir(models_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{name}"
+    run_id = claim_run_id(folder, name)
     log, events = folder / f"{run_id}.log", folder / f"{run_id}.events.jsonl"
     command = _command(recipe, models_dir / name, events, epochs, overrides)
     with log.open("w", encoding="utf-8") as out:
@@ -155,9 +206,7 @@ def _launch(recipe: str | Path, models_dir: Path, name: str, epochs: int | None,
 
 
 def _write(path: Path, info: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(info), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(info))  # a unique partial file: sessions updating one status never collide
 
 
 def failure_reason(lines: Sequence[str]) -> str | None:

@@ -97,3 +97,96 @@ def test_bad_chosen_data_is_a_one_line_error_before_any_process_starts(tmp_path,
     with pytest.raises(DataError, match="^eval data: "):
         jobs.start_training(recipe, models, eval=[str(bad)])
     assert jobs.current(models) is None
+
+
+# --- runs exclusive per models folder and output, with unique ids (issue 16, item 4) -------------
+
+def test_run_ids_are_unique_however_many_runs_claim_one_at_once(tmp_path):
+    import threading
+
+    barrier, ids = threading.Barrier(16), []
+
+    def claim():
+        barrier.wait()
+        ids.append(jobs.claim_run_id(tmp_path, "x"))
+
+    threads = [threading.Thread(target=claim) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(ids)) == 16  # all in the same second or two, none shared
+    assert sorted(p.stem for p in tmp_path.glob("*.log")) == sorted(ids)
+
+
+def _recipe(tmp_path, tiny_encoder, tiny_data, epochs=200):
+    from test_app import _tiny_recipe
+
+    return _tiny_recipe(tmp_path, tiny_encoder, tiny_data, epochs)
+
+
+def test_two_start_presses_at_once_start_one_run_with_its_own_status(tmp_path, tiny_encoder, tiny_data):
+    import threading
+
+    models, recipe = tmp_path / "models", _recipe(tmp_path, tiny_encoder, tiny_data)
+    barrier, started, refused = threading.Barrier(2), [], []
+
+    def press():
+        barrier.wait()
+        try:
+            started.append(jobs.start_training(recipe, models))
+        except InputError as exc:
+            refused.append(str(exc))
+
+    threads = [threading.Thread(target=press) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert len(started) == 1 and len(refused) == 1 and "already running" in refused[0]
+        assert [p.stem for p in jobs.runs_dir(models).glob("*.json")] == [started[0]["id"]]
+    finally:
+        jobs.cancel(models)
+    assert jobs.status(models)["state"] == "cancelled"
+
+
+def test_a_run_into_an_output_another_training_is_writing_is_refused_before_it_starts(tmp_path, tiny_encoder,
+                                                                                       tiny_data):
+    from emoscope.errors import ConfigError
+
+    models = tmp_path / "models"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from emoscope.fsutil import lock_output; "
+                               f"lock_output({str(models / 'tiny-bg')!r}); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"  # emoscope train --output models/tiny-bg, say
+        with pytest.raises(ConfigError, match="being written by another training run"):
+            jobs.start_training(_recipe(tmp_path, tiny_encoder, tiny_data), models)
+        assert jobs.current(models) is None  # no process, no status file
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_many_sessions_reading_a_finished_runs_status_at_once_never_collide(tmp_path):
+    import threading
+
+    _fake_run(tmp_path, [PLAN, {"event": "done", "t": 9.0}], ["[done] ok"], _dead_pid())
+    barrier, errors = threading.Barrier(12), []
+
+    def read():
+        barrier.wait()
+        try:
+            assert jobs.status(tmp_path)["state"] == "finished"
+        except Exception as exc:  # noqa: BLE001 - any failure of any thread fails the test
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=read) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert json.loads((jobs.runs_dir(tmp_path) / "r1.json").read_text())["state"] == "finished"
+    assert [p.name for p in jobs.runs_dir(tmp_path).iterdir() if "partial" in p.name] == []
