@@ -90,7 +90,54 @@ def render_html(explanation: Explanation, label: str | None = None) -> SafeHtml:
                     f'line-height: 2; font-size: 1.1rem; text-align: {align}">{"".join(parts)}</div></div>')
 
 
-__all__ = ["INPUT_BIDI_CSS", "SafeHtml", "render_html", "text_html"]
+__all__ = ["INPUT_BIDI_CSS", "SafeHtml", "contain_bidi", "escape_markdown", "isolate_bidi", "plot_text", "render_html",
+           "text_html"]
+
+
+# Explicit direction controls (UAX #9): embeddings and overrides, closed by PDF; isolates, closed by PDI.
+_EMBEDDINGS, _PDF = "\u202a\u202b\u202d\u202e", "\u202c"
+_ISOLATES, _PDI = "\u2066\u2067\u2068", "\u2069"
+BIDI_CONTROLS = frozenset(_EMBEDDINGS + _PDF + _ISOLATES + _PDI)
+
+
+def isolate_bidi(text: str) -> str:
+    """``text`` between a first-strong isolate and its PDI, its own direction controls balanced.
+
+    A right-to-left override (U+202E) or an isolate left open in user text would otherwise reorder
+    what the page prints after it, and a stray PDI would close the isolate around it. Here every
+    opener the text leaves open is closed at its end, and a closer with nothing of the text's own
+    to close (which the bidi algorithm ignores, or which would close ours) is dropped: the text
+    reads exactly as it does on its own, and nothing around it moves."""
+    out, open_ = [], []
+    for char in text:
+        if char in _EMBEDDINGS or char in _ISOLATES:
+            open_.append(_PDF if char in _EMBEDDINGS else _PDI)
+        elif char == _PDF:
+            if not open_ or open_[-1] != _PDF:
+                continue  # closes nothing of the text's own (inside one of its isolates it cannot)
+            open_.pop()
+        elif char == _PDI:
+            if _PDI not in open_:
+                continue  # would close the isolate this function puts around the text
+            while open_.pop() != _PDI:  # a PDI also ends the embeddings opened inside its isolate
+                pass
+        out.append(char)
+    return "\u2068" + "".join(out) + "".join(reversed(open_)) + "\u2069"
+
+
+def contain_bidi(text: str) -> str:
+    """``text`` unchanged, or through :func:`isolate_bidi` when it holds explicit direction controls."""
+    return isolate_bidi(text) if any(char in BIDI_CONTROLS for char in text) else text
+
+
+def plot_text(text: Any, isolate: bool = False) -> str:
+    """User text for a plotly label, title, legend or hover: plotly.js reads a subset of HTML in
+    every string (``<a href>``, ``<b>``, ``<br>``, ``<span style>``…) and turns entities back into
+    characters, so the HTML-escaped text shows as typed and never as markup or a link; direction
+    controls are contained (``isolate`` wraps it in a first-strong isolate even without any, so an
+    Arabic word keeps its own direction among English ones)."""
+    text = str(text)
+    return html.escape(isolate_bidi(text) if isolate else contain_bidi(text), quote=False)
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#!|~$<>])")
@@ -101,8 +148,9 @@ _AUTOLINK = re.compile(r"(?<=[A-Za-z])(?=://)|(?<=www)(?=\.)", re.IGNORECASE)  #
 def escape_markdown(text: Any) -> str:
     """User text as Markdown that shows exactly that text on one line, never as markup, a link or
     a list: HTML-escaped; Markdown's (and Streamlit's ``$``) punctuation backslash-escaped; a
-    leading list or heading marker and GFM's bare-link openings (``://``, ``www.``) broken."""
+    leading list or heading marker and GFM's bare-link openings (``://``, ``www.``) broken; its
+    direction controls contained (:func:`contain_bidi`), so it cannot reverse the text around it."""
     one_line = " ".join(str(text).split())
     escaped = _MD_SPECIAL.sub(r"\\\1", html.escape(one_line, quote=False))
     escaped = _MD_LINE_START.sub(lambda m: f"{m[1]}\\{m[2]}" if m[1] else f"\\{m[3]}", escaped)
-    return _AUTOLINK.sub("\\\\", escaped)
+    return contain_bidi(_AUTOLINK.sub("\\\\", escaped))

@@ -3,12 +3,11 @@
 Plain functions from the log's rows (one dict per epoch, ``bundle.read_training_log``) to
 figures, testable without Streamlit, like ``emoscope.app.charts``: the training loss and the
 validation F1 per epoch with the kept (best) epoch marked, and the training loss of each label.
-Label names are user text: they are HTML-escaped before plotly, whose text takes some tags.
+Label names are user text: they go through ``render.plot_text`` before plotly, whose text takes some tags.
 """
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from emoscope.card_svg import series
+from emoscope.render import plot_text
 
 F1_CURVES = (("val_macro_f1", "validation macro-F1", "#059669"), ("val_micro_f1", "validation micro-F1", "#93c5fd"))
 
@@ -53,9 +53,9 @@ def class_loss_figure(rows: Sequence[dict[str, Any]], labels: Sequence[str]) -> 
         points = [(row.get("epoch", i), per[label]) for i, row in enumerate(rows, 1)
                   if isinstance(per := row.get("train_loss_per_class"), dict) and isinstance(per.get(label), (int, float))]
         if points:
-            name = html.escape(label)
-            fig.add_trace(go.Scatter(x=[e for e, _ in points], y=[v for _, v in points], mode="lines", name=name,
-                                     hovertemplate=f"{name}, epoch %{{x}}: %{{y:.4f}}<extra></extra>"))
+            fig.add_trace(go.Scatter(x=[e for e, _ in points], y=[v for _, v in points], mode="lines",
+                                     name=plot_text(label),
+                                     hovertemplate="%{fullData.name}, epoch %{x}: %{y:.4f}<extra></extra>"))
     if not fig.data:
         return None
     fig.update_layout(height=320, xaxis_title="epoch", yaxis_title="training loss",

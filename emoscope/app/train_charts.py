@@ -3,7 +3,9 @@ label's validation F1 on demand.
 
 Plain functions from a run's epoch events (``RunState.epochs``, :mod:`emoscope.progress`) to
 ``plotly`` figures, testable without Streamlit. One curve per series: the single encoder, each
-stage-1 model of a stack (``me5-ft full``, ``me5-ft fold-1`` …) and the meta-learner.
+stage-1 model of a stack (``me5-ft full``, ``me5-ft fold-1`` …) and the meta-learner. Series
+and label names come from a recipe and its data (an uploaded file's columns): user text, shown
+through ``render.plot_text`` (plotly reads some HTML in its strings).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 import math
 
 import plotly.graph_objects as go
+
+from emoscope.render import plot_text
 
 Epochs = Sequence[dict[str, Any]]
 HEIGHT = 300
@@ -43,7 +47,8 @@ def _lines(epochs: Epochs, key: str, fmt: str) -> go.Figure:
     fig = go.Figure()
     for name, rows in _by_series(epochs).items():
         fig.add_trace(go.Scatter(x=[r["epoch"] for r in rows], y=[r.get(key) for r in rows], mode="lines+markers",
-                                 name=name, hovertemplate=f"{name}, epoch %{{x}}: %{{y:{fmt}}}<extra></extra>"))
+                                 name=plot_text(name),
+                                 hovertemplate=f"%{{fullData.name}}, epoch %{{x}}: %{{y:{fmt}}}<extra></extra>"))
     return fig
 
 
@@ -64,6 +69,6 @@ def per_class_figure(epochs: Epochs, series: str) -> go.Figure:
     fig = go.Figure()
     for label in labels:
         fig.add_trace(go.Scatter(x=[r["epoch"] for r in rows], y=[(r.get("val_f1") or {}).get(label) for r in rows],
-                                 mode="lines+markers", name=label,
-                                 hovertemplate=f"{label}, epoch %{{x}}: %{{y:.3f}}<extra></extra>"))
-    return _layout(fig, f"Validation F1 per label: {series}", "F1", [0, 1.02])
+                                 mode="lines+markers", name=plot_text(label),
+                                 hovertemplate="%{fullData.name}, epoch %{x}: %{y:.3f}<extra></extra>"))
+    return _layout(fig, f"Validation F1 per label: {plot_text(series)}", "F1", [0, 1.02])
