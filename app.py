@@ -9,6 +9,9 @@ once per process and never mutated; this user's thresholds) is in ``emoscope.app
 
 import streamlit as st
 
+from emoscope.app.startup import warm_up
+
+warm_up()  # the pages' libraries, imported once under a lock before anything else: lazy imports raced across sessions
 from emoscope.app.first_run import landing, switch_to_new_bundle, watch_new_bundles
 from emoscope.app.markup import show_html
 from emoscope.app.sidebar import models_dir, pick_bundle

@@ -1,7 +1,10 @@
 """The sidebar model picker and where bundles are found: ``models_dir``, ``bundle_label``, ``pick_bundle``.
 
 ``models_dir`` and ``bundle_label`` are plain functions (no Streamlit at import, tested without
-it); ``pick_bundle`` draws the picker and imports Streamlit when it runs.
+it); ``pick_bundle`` draws the picker (and, in a shared deployment, the line that says so,
+``emoscope.app.access``) and imports Streamlit when it runs. A bundle's name, labels, encoders
+and data names are user text: the caption escapes them (``render.escape_markdown``); the
+picker's options are plain text.
 """
 
 from __future__ import annotations
@@ -52,8 +55,11 @@ def pick_bundle() -> Path | None:
     """Sidebar picker over the bundles in the models folder; None when there are none."""
     import streamlit as st  # here, not at the top: models_dir and bundle_label stay Streamlit-free
 
+    from emoscope.app.access import shared_note  # here: access imports Streamlit, this module stays free of it
+
     folder = models_dir()
     st.sidebar.title("EmoScope")
+    shared_note()
     preselect = os.environ.get("EMOSCOPE_MODEL")
     bundles = listed_bundles(folder, preselect)
     if not bundles:

@@ -4,15 +4,18 @@ One ``Predictor`` (and one ``ExplainModel``, one copy of the validation data) pe
 process, shared by every session and never mutated: ``st.cache_resource`` keyed by the
 bundle's path and its manifest's mtime, so a bundle whose manifest changes (retrained, new
 thresholds saved) loads afresh and ``forget_bundle`` drops only that bundle's old copies.
-Probabilities of an uploaded file are cached per process too (``st.cache_data`` keyed by the
-file's hash, the bundle and its mtime). Per-user state (text, thresholds being tuned) lives in
+Probabilities of an uploaded file are cached per process too (keyed by the file's hash, the
+bundle and its mtime; computed, on a miss only, through the caller's ``run``: the page's turn in
+the work queue). Per-user state (text, thresholds being tuned) lives in
 ``st.session_state``.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import streamlit as st
@@ -71,14 +74,36 @@ def require_predictor() -> Predictor:
         st.stop()
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def upload_probabilities(digest: str, path: str, mtime: float, _texts: Sequence[str]) -> np.ndarray:
+UPLOAD_CACHE_SIZE = 8
+_UPLOADS: OrderedDict[tuple[str, str, float], np.ndarray] = OrderedDict()
+_UPLOADS_LOCK = threading.Lock()
+
+
+def upload_probabilities(digest: str, path: str, mtime: float, texts: Sequence[str],
+                         run: Callable[[Callable[[], np.ndarray]], np.ndarray] | None = None) -> np.ndarray:
     """Probabilities of an uploaded file's texts, computed once per (file hash, bundle, mtime).
 
-    ``_texts`` is left out of the key (a leading underscore): the texts follow from the file's
-    name and bytes, hashed into ``digest`` (``file_digest``), and the bundle.
+    The texts are not part of the key: they follow from the file's name and bytes, hashed into
+    ``digest`` (``file_digest``), and the bundle. On a miss the prediction runs through ``run``
+    (the Evaluate page passes its turn in the work queue), so a cached rerun never queues. The
+    array is shared by every session: read-only. At most ``UPLOAD_CACHE_SIZE`` files are kept.
     """
-    return load_predictor(path, mtime).predict_proba(_texts)
+    key = (digest, path, mtime)
+    with _UPLOADS_LOCK:
+        if key in _UPLOADS:
+            _UPLOADS.move_to_end(key)
+            return _UPLOADS[key]
+
+    def compute() -> np.ndarray:
+        return load_predictor(path, mtime).predict_proba(texts)
+
+    probs = np.asarray(run(compute) if run is not None else compute())
+    probs.setflags(write=False)
+    with _UPLOADS_LOCK:
+        _UPLOADS[key] = probs
+        while len(_UPLOADS) > UPLOAD_CACHE_SIZE:
+            _UPLOADS.popitem(last=False)
+    return probs
 
 
 def file_digest(name: str, data: bytes) -> str:

@@ -15,7 +15,7 @@ One module per concern:
 * ``params``: :class:`ParamSpec` (each method's declared parameters: name, type, default, help,
   range or choices) and :class:`Widget` (how the Explain page shows one);
 * ``registry``: :func:`register_method`, :func:`resolve_params`, progress, :func:`explain`,
-  :func:`explain_cached`;
+  :func:`explain_cached` (and :func:`cached_explanation`, a look-up that computes nothing);
 * ``lime``, ``attention``, ``ig``: one method each (registered on import, in the order the
   Explain page lists them: ig, lime, attention);
 * ``faithfulness``: ERASER comprehensiveness and sufficiency, the random control,
@@ -33,6 +33,7 @@ from emoscope.explain.registry import (
     MAX_EXPLAIN_CHARS,
     METHODS,
     RegisteredMethod,
+    cached_explanation,
     explain,
     explain_cached,
     method_info,
@@ -50,6 +51,6 @@ from emoscope.explain.ig import ig_word_attributions
 from emoscope.render import render_html
 
 __all__ = ["CACHE_SIZE", "Explanation", "ExplainModel", "FRACTIONS", "LabelExplanation", "MAX_EXPLAIN_CHARS", "METHODS",
-           "ParamSpec", "RegisteredMethod", "Widget", "as_explain_model", "evaluate_methods", "explain",
+           "ParamSpec", "RegisteredMethod", "Widget", "as_explain_model", "cached_explanation", "evaluate_methods", "explain",
            "explain_cached", "faithfulness", "ig_word_attributions", "method_info", "paired_summary", "parse_param",
            "random_scores", "register_method", "render_html", "report_progress", "resolve_params"]

@@ -168,14 +168,30 @@ def explain_cached(model: Any, text: str, method: str = "ig", labels: Sequence[s
     """:func:`explain`, computed once per process for the same (bundle, text, method, labels, parameters)."""
     model = as_explain_model(model)
     resolved = resolve_params(method, params, model)
-    key = (model.cache_key, text, method, tuple(_label_indices(model, labels)), json.dumps(resolved, sort_keys=True))
-    with _CACHE_LOCK:
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            return _CACHE[key]
+    key = _cache_key(model, text, method, labels, resolved)
+    hit = cached_explanation(model, text, method, labels, resolved)
+    if hit is not None:
+        return hit
     result = explain(model, text, method, labels, resolved, on_progress)
     with _CACHE_LOCK:
         _CACHE[key] = result
         while len(_CACHE) > CACHE_SIZE:
             _CACHE.popitem(last=False)
     return result
+
+
+def _cache_key(model: ExplainModel, text: str, method: str, labels, resolved: dict[str, Any]) -> tuple:
+    return (model.cache_key, text, method, tuple(_label_indices(model, labels)), json.dumps(resolved, sort_keys=True))
+
+
+def cached_explanation(model: Any, text: str, method: str = "ig", labels: Sequence[str] | str | None = None,
+                       params: dict[str, Any] | None = None) -> Explanation | None:
+    """What :func:`explain_cached` would return without computing anything, or None when it would
+    compute (the app queues expensive work only then)."""
+    model = as_explain_model(model)
+    key = _cache_key(model, text, method, labels, resolve_params(method, params, model))
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    return None
