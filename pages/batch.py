@@ -1,7 +1,10 @@
 """Batch page: upload a CSV/TSV/JSONL file, choose the text column, predict under this user's thresholds, download.
 
 The upload and its predictions live in this session's one work folder (``emoscope.app.workdir``):
-a new upload replaces the previous one's files, and the folder goes with the session.
+a new upload replaces the previous one's files, and the folder goes with the session. The
+prediction runs in this session's turn in the work queue (``emoscope.app.work_queue``). Label
+names and messages are escaped (``render.escape_markdown``); the preview table shows cells as
+plain text.
 """
 
 from pathlib import Path
@@ -10,9 +13,11 @@ import pandas as pd
 import streamlit as st
 
 from emoscope.app.state import current_thresholds, require_predictor
+from emoscope.app.work_queue import turn
 from emoscope.app.workdir import fresh_workdir, session_workdir
 from emoscope.errors import EmoScopeError
 from emoscope.predict import file_columns
+from emoscope.render import escape_markdown
 
 st.header("Batch prediction")
 predictor = require_predictor()
@@ -33,25 +38,26 @@ if st.session_state.get("batch_upload") != upload.file_id or not source.exists()
 try:
     columns = file_columns(source)
 except EmoScopeError as exc:
-    st.error(f"This file cannot be read: {exc}")
+    st.error(f"This file cannot be read: {escape_markdown(exc)}")
     st.stop()
 default = next((i for i, c in enumerate(columns) if c.lower() in ("text", "tweet", "sentence")), 0)
 column = st.selectbox("Text column", columns, index=default, key="batch_column")
 out_name = f"{source.stem}-emoscope{source.suffix if source.suffix in ('.csv', '.tsv', '.jsonl') else '.csv'}"
-shown_thresholds = ", ".join(f"{label} {t:.2f}" for label, t in zip(predictor.labels, thresholds))
+shown_thresholds = ", ".join(f"{escape_markdown(label)} {t:.2f}" for label, t in zip(predictor.labels, thresholds))
 st.caption(f"The 0/1 label columns use your thresholds from the Thresholds page: {shown_thresholds}.")
 if st.button("Predict", type="primary"):
-    bar = st.progress(0.0, text="Predicting…")
     total = max(1, sum(1 for _ in source.open("rb")) - (0 if source.suffix in (".jsonl", ".ndjson") else 1))
-    try:
-        stats = predictor.predict_file(source, workdir / out_name, text_column=column, chunk_size=256,
-                                       thresholds=thresholds,
-                                       on_progress=lambda done: bar.progress(min(1.0, done / total),
-                                                                             text=f"{done} of ~{total} rows"))
-    except EmoScopeError as exc:
-        bar.empty()
-        st.error(f"Prediction stopped: {exc}")
-        st.stop()
+    with turn("Batch prediction"):
+        bar = st.progress(0.0, text="Predicting…")
+        try:
+            stats = predictor.predict_file(source, workdir / out_name, text_column=column, chunk_size=256,
+                                           thresholds=thresholds,
+                                           on_progress=lambda done: bar.progress(min(1.0, done / total),
+                                                                                 text=f"{done} of ~{total} rows"))
+        except EmoScopeError as exc:
+            bar.empty()
+            st.error(f"Prediction stopped: {escape_markdown(exc)}")
+            st.stop()
     bar.progress(1.0, text="Done")
     st.session_state["batch_result"] = (upload.file_id, str(workdir / out_name), stats, shown_thresholds)
 if "batch_result" in st.session_state:

@@ -1,7 +1,9 @@
 """Evaluate page: confusion matrices, report, co-occurrence, calibration, ROC-AUC.
 
 An uploaded file's probabilities are cached (``state.upload_probabilities``, keyed by the file's hash,
-the bundle and its mtime), so moving a widget reruns no model.
+the bundle and its mtime), so moving a widget reruns no model; the first time, they are computed
+in this session's turn in the work queue (``emoscope.app.work_queue``). Label names reach the
+charts through ``render.plot_text`` and messages through ``render.escape_markdown``.
 """
 
 import tempfile
@@ -16,9 +18,11 @@ from emoscope.app.charts import confusion_grid, cooccurrence_figure, reliability
 from emoscope.bundle import manifest_mtime
 from emoscope.app.state import (current_thresholds, file_digest, require_predictor, require_validation,
                                 upload_probabilities)
+from emoscope.app.work_queue import in_turn
 from emoscope.data import align_labels, load_dataset
 from emoscope.errors import EmoScopeError
 from emoscope.metrics import compute_metrics, label_cooccurrence, multilabel_confusion
+from emoscope.render import escape_markdown
 from emoscope.thresholds import apply_thresholds
 
 st.header("Evaluate")
@@ -39,11 +43,12 @@ else:
         try:
             dataset = align_labels(load_dataset(str(path)), labels)
         except EmoScopeError as exc:
-            st.error(f"This file cannot be used: {exc}")
+            st.error(f"This file cannot be used: {escape_markdown(exc)}")
             st.stop()
     with st.spinner(f"Predicting {len(dataset)} texts…"):
         digest = file_digest(upload.name, upload.getvalue())
-        probs = upload_probabilities(digest, str(predictor.path), manifest_mtime(predictor.path), dataset.texts)
+        probs = upload_probabilities(digest, str(predictor.path), manifest_mtime(predictor.path), dataset.texts,
+                                     run=lambda work: in_turn("Scoring the upload", work))
     y, mask = dataset.labels, dataset.label_mask
 
 metrics = compute_metrics(y, probs, thresholds, label_names=labels, label_mask=mask)

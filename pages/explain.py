@@ -1,7 +1,11 @@
 """Explain page: which words drove each label (LIME, Integrated Gradients, attention).
 
 Each method's widgets come from its declared parameters (``emoscope.app.explain_widgets``);
-the page itself knows no method's parameters.
+the page itself knows no method's parameters. LIME and Integrated Gradients take seconds of every
+core: they run in this session's turn in the work queue (``emoscope.app.work_queue``), unless
+the explanation is cached already. User text (the text, label and encoder names) is escaped:
+``render.render_html`` for the highlighted text, ``escape_markdown`` in captions and tab labels,
+``render.plot_text`` in the charts.
 """
 
 import json
@@ -13,8 +17,12 @@ from emoscope.app.explain_widgets import param_widgets
 from emoscope.app.markup import show_html
 from emoscope.bundle import manifest_mtime
 from emoscope.app.state import load_explain_model, require_predictor
+from emoscope.app.work_queue import turn
 from emoscope.errors import EmoScopeError
-from emoscope.explain import METHODS, explain_cached, faithfulness, render_html
+from emoscope.explain import METHODS, cached_explanation, explain_cached, faithfulness, render_html
+from emoscope.render import escape_markdown
+
+QUEUED = ("lime", "ig")  # the methods that take seconds of every core: one session at a time per slot
 
 st.header("Explain a prediction")
 predictor = require_predictor()
@@ -46,25 +54,38 @@ if not labels:
 if not st.button("Explain", type="primary") and st.session_state.get("explain_last") != (text, method, tuple(labels), json.dumps(params)):
     st.stop()
 st.session_state["explain_last"] = (text, method, tuple(labels), json.dumps(params))
-try:
+
+
+def compute():
+    """The explanation and its faithfulness, with a progress bar."""
     bar = st.progress(0.0, text=f"Computing {method_name} for {len(labels)} label(s)…")
-    exp = explain_cached(model, text, method, labels, params,
-                         on_progress=lambda f: bar.progress(f, text=f"Computing {method_name} for {len(labels)} label(s)… {f:.0%}"))
+    result = explain_cached(model, text, method, labels, params,
+                            on_progress=lambda f: bar.progress(f, text=f"Computing {method_name} for {len(labels)} "
+                                                                      f"label(s)… {f:.0%}"))
     with st.spinner("Checking faithfulness…"):
-        faith = faithfulness(model, exp)
+        checked = faithfulness(model, result)
     bar.empty()
+    return result, checked
+
+
+try:
+    if method in QUEUED and cached_explanation(model, text, method, labels, params) is None:
+        with turn(method_name):
+            exp, faith = compute()
+    else:
+        exp, faith = compute()
 except EmoScopeError as exc:
-    st.error(str(exc))
+    st.error(escape_markdown(exc))
     st.stop()
 
 ran_in = f" · ran in {exp.diagnostics['precision']}" if "precision" in exp.diagnostics else ""
-st.caption(f"{method_name} · {exp.runtime_s:.2f} s{ran_in} · parameters {json.dumps(exp.params)}")
+st.caption(f"{method_name} · {exp.runtime_s:.2f} s{ran_in} · parameters {escape_markdown(json.dumps(exp.params))}")
 for label in exp.labels:
     show_html(render_html(exp, label))
     f = faith[label]
-    st.caption(f"faithfulness for {label}: comprehensiveness {f['comprehensiveness']:+.3f} (higher is better), "
+    st.caption(f"faithfulness for {escape_markdown(label)}: comprehensiveness {f['comprehensiveness']:+.3f} (higher is better), "
                f"sufficiency {f['sufficiency']:+.3f} (lower is better)")
-tabs = st.tabs([f"top words: {label}" for label in exp.labels])
+tabs = st.tabs([f"top words: {escape_markdown(label)}" for label in exp.labels])
 for tab, label in zip(tabs, exp.labels):
     tab.plotly_chart(top_words_figure(exp.labels[label].top(10, exp.words), label), width="stretch")
 for name, matrix in exp.extra.get("attention", {}).items():  # attention: one word x word map per encoder
@@ -73,7 +94,7 @@ for name, matrix in exp.extra.get("attention", {}).items():  # attention: one wo
                                      f"{name}: {read} ({matrix['layers']} layers × {matrix['heads']} heads)"), width="stretch")
 if "convergence_delta" in exp.diagnostics:  # integrated gradients
     st.caption("completeness gap per label (attributions vs probability change): "
-               + ", ".join(f"{k} {v:+.4f}" for k, v in exp.diagnostics["convergence_delta"].items()))
+               + ", ".join(f"{escape_markdown(k)} {v:+.4f}" for k, v in exp.diagnostics["convergence_delta"].items()))
 d1, d2 = st.columns(2)
 d1.download_button("Download JSON", json.dumps(exp.to_json(), ensure_ascii=False, indent=1), "explanation.json",
                    "application/json")

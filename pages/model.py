@@ -1,7 +1,12 @@
-"""Model page: the selected bundle's model card, section by section, with its training curves as charts."""
+"""Model page: the selected bundle's model card, section by section, with its training curves as charts.
+
+Every piece of user text in the card is escaped by ``emoscope.card``; writing a card into a
+bundle writes to the server, so in a shared deployment it needs the admin password
+(``emoscope.app.access``)."""
 
 import streamlit as st
 
+from emoscope.app.access import WRITE_HELP, allow_write, write_gate
 from emoscope.app.card_charts import class_loss_figure, training_curves_figure
 from emoscope.app.state import forget_bundle, load_validation, require_predictor
 from emoscope.bundle import add_card, manifest_mtime, read_training_log
@@ -16,7 +21,7 @@ validation = load_validation(str(predictor.path), loaded_at)
 try:
     log = read_training_log(predictor.path)
 except EmoScopeError as exc:
-    st.warning(f"The training log cannot be read: {exc}")
+    st.warning(f"The training log cannot be read: {escape_markdown(exc)}")
     log = []
 
 st.header(f"Model card: {escape_markdown(manifest.name or predictor.path.name)}")
@@ -26,11 +31,13 @@ if CARD in manifest.files:
 else:
     st.info(f"This bundle was trained before model cards: it holds no {CARD} yet. The card below is drawn from its "
             "manifest, validation data and training log; `emoscope card --model DIR` or this button writes it in.")
-    if st.button("Write the card into the bundle", key="model_write_card"):
+    writable = write_gate()  # shared deployment: the admin box, before the button it unlocks
+    if st.button("Write the card into the bundle", key="model_write_card", disabled=not writable,
+                 help=None if writable else WRITE_HELP) and allow_write("Writing the card into the bundle"):
         try:
             add_card(predictor.path)
         except EmoScopeError as exc:
-            st.error(f"Could not write the card: {exc}")
+            st.error(f"Could not write the card: {escape_markdown(exc)}")
         else:
             forget_bundle(predictor.path, loaded_at)  # the new manifest loads afresh; other bundles stay loaded
             st.rerun()

@@ -1,4 +1,8 @@
-"""Predict page: type Arabic or English text, see each label's probability and the labels."""
+"""Predict page: type Arabic or English text, see each label's probability and the labels.
+
+User text (the typed text, the bundle's name and label names) reaches the page escaped: the
+text as HTML through ``render.text_html``, the rest as Markdown through ``render.escape_markdown``
+and in the chart through ``render.plot_text`` (``emoscope.app.charts``)."""
 
 import streamlit as st
 
@@ -6,12 +10,12 @@ from emoscope.app.charts import probability_figure
 from emoscope.app.markup import show_html
 from emoscope.app.state import current_thresholds, require_predictor
 from emoscope.errors import EmoScopeError
-from emoscope.render import text_html
+from emoscope.render import escape_markdown, text_html
 
 st.header("Predict emotions")
 predictor = require_predictor()
 
-st.caption(f"Model: **{predictor.name}** · labels: {', '.join(predictor.labels)}")
+st.caption(f"Model: **{escape_markdown(predictor.name)}** · labels: {', '.join(map(escape_markdown, predictor.labels))}")
 if "predict_text" not in st.session_state:
     # ?text=… in the URL prefills the box, so a prediction can be shared as a link.
     st.session_state["predict_text"] = st.query_params.get("text", "")
@@ -35,7 +39,7 @@ thresholds = current_thresholds(predictor)
 try:
     [result] = predictor.predict([text], thresholds=thresholds)
 except EmoScopeError as exc:
-    st.error(str(exc))
+    st.error(escape_markdown(exc))  # the message may quote the text: shown as text
     st.stop()
 
 if result.truncated:
@@ -48,7 +52,8 @@ with col1:
                                        [float(t) for t in thresholds]), width="stretch")
 with col2:
     st.subheader("Predicted")
-    st.markdown(", ".join(f"**{label}**" for label in result.labels) if result.labels else "_no emotion above its threshold_")
+    st.markdown(", ".join(f"**{escape_markdown(label)}**" for label in result.labels) if result.labels
+                else "_no emotion above its threshold_")
     st.caption(f"Detected language: {language}")
     if st.button("Explain this prediction"):
         st.session_state["explain_text"] = text

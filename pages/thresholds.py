@@ -1,4 +1,8 @@
-"""Thresholds page: one slider per label over the bundle's validation predictions, live metrics."""
+"""Thresholds page: one slider per label over the bundle's validation predictions, live metrics.
+
+Saving into the bundle writes to the server: in a shared deployment it needs the admin password
+(``emoscope.app.access``). Label names are user text: escaped in the sliders' labels (Markdown)
+and the chart (``render.plot_text``)."""
 
 import json
 
@@ -8,12 +12,14 @@ import streamlit as st
 
 from emoscope import bundle as bundle_io
 from emoscope.analysis import precision_recall_curve
+from emoscope.app.access import WRITE_HELP, allow_write, write_gate
 from emoscope.app.charts import pr_curve_figure
 from emoscope.bundle import manifest_mtime
 from emoscope.app.state import (current_thresholds, forget_bundle, forget_thresholds, require_predictor,
                                 require_validation, thresholds_key)
 from emoscope.errors import EmoScopeError
 from emoscope.metrics import compute_metrics
+from emoscope.render import escape_markdown
 from emoscope.thresholds import tune_thresholds
 
 st.header("Per-class thresholds")
@@ -45,7 +51,7 @@ for j, label in enumerate(labels):
     slider_key = f"slider::{label}"
     if slider_key not in st.session_state:
         st.session_state[slider_key] = float(thresholds[j])
-    values.append(cols[j % len(cols)].slider(label, 0.0, 1.0, step=0.01, key=slider_key))
+    values.append(cols[j % len(cols)].slider(escape_markdown(label), 0.0, 1.0, step=0.01, key=slider_key))
 st.session_state[key] = values
 thresholds = np.asarray(values, dtype=float)
 
@@ -68,15 +74,17 @@ curve = precision_recall_curve(validation.labels[:, j], validation.probs[:, j],
 row = metrics["per_class"][chosen]
 st.plotly_chart(pr_curve_figure(curve, (row["recall"], row["precision"]), chosen), width="stretch")
 
+writable = write_gate()  # shared deployment: the admin box, before the button it unlocks
 s1, s2 = st.columns(2)
-if s1.button("Save these thresholds into the bundle"):
+if s1.button("Save these thresholds into the bundle", disabled=not writable, help=None if writable else WRITE_HELP) \
+        and allow_write("Saving thresholds into the bundle"):
     loaded_at = manifest_mtime(predictor.path)
     try:
         bundle_io.update_thresholds(predictor.path, thresholds)
     except EmoScopeError as exc:
-        st.error(f"Could not save: {exc}")
+        st.error(f"Could not save: {escape_markdown(exc)}")
     else:
-        st.success(f"Saved into {predictor.path / 'manifest.json'}; the model reloads with them.")
+        st.success(f"Saved into {escape_markdown(predictor.path / 'manifest.json')}; the model reloads with them.")
         # The new manifest mtime makes this bundle load afresh (with the saved thresholds) on the
         # next run; its old copies are dropped, every other bundle stays loaded for every user.
         forget_bundle(predictor.path, loaded_at)

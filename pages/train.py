@@ -1,6 +1,11 @@
 """Train page: choose a recipe, its data and epochs; start it in a background process; watch it live
 (stage, stage-1 model, texts embedded, meta-learner epochs, loss and validation F1 charts, ETA,
-log); cancel it safely. A failed run says why in one line at the top."""
+log); cancel it safely. A failed run says why in one line at the top.
+
+Starting and cancelling a run (and keeping an uploaded training file) write to the server: in a
+shared deployment they need the admin password (``emoscope.app.access``); ``jobs.start_training``
+starts one run at a time per models folder, under a unique run id, however many press Start at
+once. Text from recipes, their data and run logs is escaped (``render.escape_markdown``)."""
 
 import os
 from pathlib import Path
@@ -8,6 +13,7 @@ from pathlib import Path
 import streamlit as st
 
 from emoscope import jobs
+from emoscope.app.access import WRITE_HELP, allow_write, write_gate
 from emoscope.app.sidebar import REPO_ROOT, models_dir
 from emoscope.app.train_charts import (
     f1_figure,
@@ -18,6 +24,7 @@ from emoscope.app.train_charts import (
 from emoscope.config import load_config
 from emoscope.errors import EmoScopeError
 from emoscope.progress import format_eta, model_title
+from emoscope.render import escape_markdown
 
 
 def recipes_dir() -> Path:
@@ -46,9 +53,9 @@ def specs_of(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
 
-def data_choice(recipe: Path, summary: dict) -> tuple[dict, object]:
+def data_choice(recipe: Path, summary: dict, writable: bool) -> tuple[dict, object]:
     """The data widgets, prefilled from the recipe; returns the specs that differ from the
-    recipe's (for ``jobs.start_training``) and the uploaded file, if any."""
+    recipe's (for ``jobs.start_training``) and the uploaded file, if any (none without ``writable``)."""
     key = recipe.stem
     st.markdown("**Data** — dataset specs (`semeval2018:ar:train`, `brighter:eng:dev`, …) or files, comma-separated; "
                 "validation may be `holdout:F`. Prefilled from the recipe.")
@@ -57,7 +64,8 @@ def data_choice(recipe: Path, summary: dict) -> tuple[dict, object]:
     validation = c2.text_input("Validation", summary["validation"], key=f"train_validation_{key}")
     evaluation = c3.text_input("Eval (optional)", summary["eval"], key=f"train_eval_{key}")
     upload = st.file_uploader("…or train on your own labelled file (CSV/TSV: a `text` column and 0/1 label columns)",
-                              type=["csv", "tsv"], key=f"train_upload_{key}")
+                              type=["csv", "tsv"], key=f"train_upload_{key}", disabled=not writable,
+                              help=None if writable else WRITE_HELP)
     chosen = {}
     if specs_of(train) != specs_of(summary["train"]):
         chosen["train"] = specs_of(train)
@@ -70,6 +78,8 @@ def data_choice(recipe: Path, summary: dict) -> tuple[dict, object]:
 
 def start(recipe: Path, folder: Path, chosen: dict, upload, epochs: int, summary: dict) -> None:
     """Start the run with the chosen data (an upload is kept in the runs folder and trained on)."""
+    if not allow_write("Starting a training run"):
+        return
     try:
         if upload is not None:
             chosen = {**chosen, "train": [str(jobs.save_upload(folder, upload.name, upload.getvalue()))]}
@@ -78,7 +88,7 @@ def start(recipe: Path, folder: Path, chosen: dict, upload, epochs: int, summary
                             train=chosen.get("train"), validation=chosen.get("validation"),
                             eval=None if no_eval else chosen.get("eval"), no_eval=no_eval)
     except EmoScopeError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(exc))
     else:
         st.rerun()
 
@@ -92,13 +102,13 @@ def stack_stages(state) -> None:
     line = f"**Stage 1 of 3 · fine-tuning**: {finished} of {len(models)} models finished"
     if state.stage == "fine-tune" and state.model is not None:
         m = state.model
-        line += f"; now **{model_title(m['encoder'], m['role'], folds)}** (model {m.get('index')} of {m.get('of')})"
+        line += f"; now **{escape_markdown(model_title(m['encoder'], m['role'], folds))}** (model {m.get('index')} of {m.get('of')})"
         run = [e for e in state.epochs if (e.get("encoder"), e.get("role")) == (m["encoder"], m["role"])]
         line += f", epoch {len(run) + (state.batch is not None)}/{plan.get('epochs')}"
     st.markdown(line)
     if models:
         st.progress(finished / len(models))
-    embedded = [f"{name} {state.texts_read(name)} of {reads.planned} texts ({reads.cached} from the cache)"
+    embedded = [f"{escape_markdown(name)} {state.texts_read(name)} of {reads.planned} texts ({reads.cached} from the cache)"
                 for name, reads in state.reads.items()]
     st.markdown("**Stage 2 of 3 · embedding**: " + " · ".join(embedded))
     total = sum(r.planned for r in state.reads.values())
@@ -132,8 +142,9 @@ def charts(state) -> None:
 def show_run(live: dict) -> None:
     state = live["progress"]
     if live["state"] == "failed":
-        st.error(f"**The run failed:** {live['reason']}")
-    line = f"**{live['name']}** ({Path(live['recipe']).stem}): {live['state']}, {live['elapsed_s'] / 60:.1f} min"
+        st.error(f"**The run failed:** {escape_markdown(live['reason'])}")
+    line = (f"**{escape_markdown(live['name'])}** ({escape_markdown(Path(live['recipe']).stem)}): {live['state']}, "
+            f"{live['elapsed_s'] / 60:.1f} min")
     eta = format_eta(live["eta_s"])
     if eta:
         line += f" · {eta}"
@@ -143,7 +154,7 @@ def show_run(live: dict) -> None:
     if state.stacked:
         stack_stages(state)
     elif live["stage"]:
-        st.caption(live["stage"][:300])
+        st.caption(escape_markdown(live["stage"][:300]))
     charts(state)
     with st.expander("Log", expanded=live["state"] == "failed"):
         st.code(live["log_tail"] or "(starting…)", language=None)
@@ -171,19 +182,24 @@ running = live is not None and live["state"] == "running"
 if recipe is not None:
     summary = recipe_summary(str(recipe), recipe.stat().st_mtime)
     if "error" in summary:
-        st.error(f"This recipe is invalid: {summary['error']}")
+        st.error(f"This recipe is invalid: {escape_markdown(summary['error'])}")
     else:
-        st.caption(summary["description"])
-        chosen, upload = data_choice(recipe, summary)
+        st.caption(escape_markdown(summary["description"]))
+        writable = write_gate()  # shared deployment: the admin box, before the widgets it unlocks
+        chosen, upload = data_choice(recipe, summary, writable)
         label = "Epochs (stage 1: the base encoders' fine-tuning)" if summary["kind"] == "stacked" else "Epochs"
         epochs = int(st.number_input(label, min_value=1, max_value=1000, value=summary["epochs"],
                                      key=f"train_epochs_{recipe.stem}"))
         c1, c2 = st.columns(2)
-        if c1.button("Start training", type="primary", disabled=running):
+        if c1.button("Start training", type="primary", disabled=running or not writable,
+                     help=None if writable else WRITE_HELP):
             start(recipe, folder, chosen, upload, epochs, summary)
-        if c2.button("Cancel the run", disabled=not running):
+        if c2.button("Cancel the run", disabled=not running or not writable, help=None if writable else WRITE_HELP) \
+                and allow_write("Cancelling a training run"):
             jobs.cancel(folder)
             st.rerun()
+        if not writable:
+            st.caption("Starting or cancelling a run needs the admin password; the progress below is open to all.")
 
 
 @st.fragment(run_every=2.0)

@@ -652,7 +652,9 @@ def test_train_page_says_in_one_line_why_a_run_failed(train_page, tiny_encoder, 
     assert state["state"] == "failed"
     assert state["reason"].startswith("the validation set") and "no positive labels" in state["reason"]
     assert "\n" not in state["reason"]
-    assert at.error[0].value == f"**The run failed:** {state['reason']}"
+    from emoscope.render import escape_markdown
+
+    assert at.error[0].value == f"**The run failed:** {escape_markdown(state['reason'])}"  # shown as text
 
 
 def test_sidebar_caption_shows_a_bundles_labels_as_text(evil_bundle):
