@@ -98,14 +98,20 @@ def test_launcher_command_with_a_bundle_is_quick_and_trains_nothing(models, tiny
     assert out.stdout == "" and not (models / ".runs").exists()
 
 
-def test_progress_reads_the_stage_line_and_never_claims_done_early():
+@pytest.mark.parametrize("lines", [
+    ("[data] train 2400 (…)", "[stage 2] me5-frozen: 2400 of 4371 texts read", "[stage 3 of 3] meta-learner"),
+    ("loading the data and the models", "stage 2 of 3 · embedding with me5-frozen (pretrained) → train: 2400 texts",
+     "stage 3 of 3 · meta-learner · epoch 4/10"),
+])
+def test_progress_reads_the_stage_line_and_never_claims_done_early(lines):
     assert Progress.of({"state": "running", "stage": ""}) == Progress(None, 0.0)
-    data = Progress.of({"state": "running", "stage": "[data] train 2400 (…)"})
-    embed = Progress.of({"state": "running", "stage": "[stage 2] me5-frozen: 2400 of 4371 texts read"})
-    meta = Progress.of({"state": "running", "stage": "[stage 3 of 3] meta-learner"})
-    assert data.step == 0 and embed.step == 2 and meta.step == 3
+    data, embed, meta = (Progress.of({"state": "running", "stage": line}) for line in lines)
+    assert (data.step, embed.step, meta.step) == (0, 2, 3)
     assert data.fraction < embed.fraction < meta.fraction < 1.0
-    assert Progress.of({"state": "finished", "stage": "[done] …"}).fraction == 1.0
+    assert Progress.of({"state": "running", "stage": "stage 3 of 3 · meta-learner · epoch 9/10"}).fraction > meta.fraction
+    assert Progress.of({"state": "running", "stage": "scoring and writing the bundle"}).step == 4
+    assert Progress.of({"state": "failed", "stage": "failed: out of memory"}).step is None
+    assert Progress.of({"state": "finished", "stage": "done"}).fraction == 1.0
 
 
 def test_a_bundle_written_again_is_new_but_saved_thresholds_are_not(tmp_path, tiny_bundle):

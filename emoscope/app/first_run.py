@@ -33,13 +33,16 @@ QUICK_RECIPE = REPO_ROOT / "training" / "configs" / "quick.toml"
 REFRESH_S = 2.0
 PICKER_KEY = "model_picker"  # the sidebar picker's widget key (emoscope.app.sidebar.pick_bundle)
 SEEN_KEY = "first_run::bundles_seen"
-# What a run is doing, from the prefix of its status line (``jobs.status``'s ``stage``), as one of
-# the steps the first-run screen lists.
+# What a run is doing, read from its one-line ``stage`` (``jobs.status``): the first step whose
+# words the line holds. Both the log's "[stage 2] …" lines and the event summaries ("stage 2 of 3 ·
+# embedding with …", "… meta-learner · epoch 4/10", "done") are read.
 STEPS = ("Reading the data", "Fine-tuning the encoders", "Embedding the texts with the encoders",
          "Training the meta-learner", "Scoring and saving the model")
-STEP_OF_PREFIX = {"[data": 0, "[stage 1": 1, "[stage 2": 2, "[stage 3": 3, "[epoch": 3, "[early stop": 3,
-                  "[eval": 4, "[done": 4}  # "[stage 2]" and "[stage 2 of 3]" alike
-COUNT = re.compile(r"(\d+)\s*(?:/|of)\s*(\d+)")
+STEP_WORDS = ((4, ("[done", "[eval", "scoring", "saving", "finish")), (3, ("meta-learner", "[stage 3", "stage 3 of")),
+              (2, ("embedding", "[stage 2", "stage 2 of")), (1, ("fine-tun", "[stage 1", "stage 1 of", "[epoch")),
+              (0, ("loading the data", "[data")))
+WITHIN = {1: re.compile(r"epoch (\d+)\s*/\s*(\d+)"), 2: re.compile(r"(\d+) of (\d+) texts"),
+          3: re.compile(r"epoch (\d+)\s*/\s*(\d+)")}
 
 
 def active_run(folder: Path) -> dict[str, Any] | None:
@@ -78,16 +81,18 @@ class Progress:
 
     @classmethod
     def of(cls, state: dict[str, Any]) -> Progress:
-        """Read from the run's ``stage`` line; an unknown line gives no step and no fraction."""
-        line = (state.get("stage") or "").strip()
-        step = next((s for prefix, s in STEP_OF_PREFIX.items() if line.startswith(prefix)), None)
-        if state.get("state") == "finished":
+        """Read from the run's ``stage`` line; a line it does not know gives no step and no fraction."""
+        line = (state.get("stage") or "").strip().lower()
+        if state.get("state") == "finished" or line == "done":
             return cls(len(STEPS) - 1, 1.0)
+        if line.startswith("failed"):
+            return cls(None, 0.0)
+        step = next((s for s, words in STEP_WORDS if any(w in line for w in words)), None)
         if step is None:
             return cls(None, 0.0)
         within = 0.0
-        count = COUNT.search(line)
-        if count and int(count.group(2)) > 0 and step in (1, 2):
+        count = WITHIN[step].search(line) if step in WITHIN else None
+        if count and int(count.group(2)) > 0:
             within = min(1.0, int(count.group(1)) / int(count.group(2)))
         return cls(step, min(0.99, (step + within) / len(STEPS)))
 
