@@ -5,7 +5,7 @@
 # app opens at once on a first-run screen that follows it and turns into Predict when it lands.
 # With a bundle there, nothing is trained. The quick run gets one torch thread (unless
 # OMP_NUM_THREADS says otherwise): the other core serves the app, and on a busy 2-core machine
-# two threads fighting for cores took 497 s where one took 225 s (docs/BENCHMARKS.md, "First run").
+# two threads fighting for the cores trained it in 436 s, one in 225 s (docs/BENCHMARKS.md, "First run").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
