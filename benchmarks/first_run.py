@@ -110,6 +110,8 @@ def ask(page: Browser, text: str) -> str:
     page.wait(f"document.querySelector('.emoscope-text') && "
               f"document.querySelector('.emoscope-text').innerText.trim() === {json.dumps(text)}", 180, "the echoed text")
     page.wait_text("Predicted", 60)
+    page.wait("!document.querySelector('[data-testid=\"stStatusWidget\"]')", 60, "the run to finish")
+    time.sleep(1.0)  # the elements of the finished run are all drawn
     found = PREDICTED.search(page.js("document.body.innerText"))
     return found.group(1).strip() if found else "?"
 

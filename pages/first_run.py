@@ -3,6 +3,7 @@
 import streamlit as st
 
 from emoscope import jobs
+from emoscope.app.access import allow_write
 from emoscope.app.first_run import QUICK_RECIPE, REFRESH_S, STEPS, Progress
 from emoscope.app.sidebar import models_dir
 from emoscope.bundle import find_bundles
@@ -24,6 +25,8 @@ st.info(f"**Welcome to EmoScope.** This is the first run, so there is no trained
 
 
 def start_quick() -> None:
+    if not allow_write("Starting a training run"):  # a shared deployment: only the admin starts runs
+        return
     try:
         jobs.start_training(QUICK_RECIPE, folder)
     except EmoScopeError as exc:

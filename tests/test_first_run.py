@@ -110,6 +110,10 @@ def test_progress_reads_the_stage_line_and_never_claims_done_early(lines):
     assert data.fraction < embed.fraction < meta.fraction < 1.0
     assert Progress.of({"state": "running", "stage": "stage 3 of 3 · meta-learner · epoch 9/10"}).fraction > meta.fraction
     assert Progress.of({"state": "running", "stage": "scoring and writing the bundle"}).step == 4
+    # a step line with no count moves with the time, within the step's share of the bar only
+    embedding = "stage 2 of 3 · embedding with me5-frozen (pretrained) → train: 2400 texts"
+    early, later, late = (Progress.of({"state": "running", "stage": embedding, "elapsed_s": t}) for t in (5, 100, 900))
+    assert early.fraction < later.fraction < late.fraction <= Progress.of({"state": "running", "stage": lines[2]}).fraction
     assert Progress.of({"state": "failed", "stage": "failed: out of memory"}).step is None
     assert Progress.of({"state": "finished", "stage": "done"}).fraction == 1.0
 

@@ -45,7 +45,10 @@ WITHIN = {1: re.compile(r"epoch (\d+)\s*/\s*(\d+)"), 2: re.compile(r"(\d+) of (\
           3: re.compile(r"epoch (\d+)\s*/\s*(\d+)")}
 # The share of the bar each step spans, from where the quick recipe's time goes (stage 2 about
 # 70 %, the meta-learner about 20 %); a fine-tuning recipe's stage 1 fills up to half of it.
+# Within a step the bar moves with the step's own count (epoch 4/10) or, where the line has none,
+# with the time so far against the quick recipe's usual few minutes, never past the step's end.
 SPAN = {0: (0.0, 0.05), 1: (0.05, 0.5), 2: (0.05, 0.75), 3: (0.75, 0.95), 4: (0.95, 0.99)}
+USUAL_S = 300.0
 
 
 def active_run(folder: Path) -> dict[str, Any] | None:
@@ -93,12 +96,12 @@ class Progress:
         step = next((s for s, words in STEP_WORDS if any(w in line for w in words)), None)
         if step is None:
             return cls(None, 0.0)
-        within = 0.0
+        start, end = SPAN[step]
         count = WITHIN[step].search(line) if step in WITHIN else None
         if count and int(count.group(2)) > 0:
-            within = min(1.0, int(count.group(1)) / int(count.group(2)))
-        start, end = SPAN[step]
-        return cls(step, start + within * (end - start))
+            return cls(step, start + min(1.0, int(count.group(1)) / int(count.group(2))) * (end - start))
+        by_time = float(state.get("elapsed_s") or 0.0) / USUAL_S
+        return cls(step, min(end, max(start, by_time)))
 
 
 def bundle_stamps(folder: Path) -> dict[str, int]:
