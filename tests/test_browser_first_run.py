@@ -45,7 +45,7 @@ def serve(models: Path):
 
 
 def test_first_run_shows_progress_then_predicts_without_a_reload(models, tmp_path, tiny_encoder, tiny_data):
-    assert start_if_needed(models, tiny_recipe(tmp_path, tiny_encoder, tiny_data, epochs=250)) is not None
+    assert start_if_needed(models, tiny_recipe(tmp_path, tiny_encoder, tiny_data, epochs=150)) is not None
     app, page = serve(models)
     try:
         page.wait_text("Getting EmoScope ready", 60)
@@ -73,7 +73,7 @@ def test_first_run_shows_progress_then_predicts_without_a_reload(models, tmp_pat
 def test_a_run_that_lands_later_is_picked_by_itself_and_the_old_bundle_stays(models, tmp_path, tiny_bundle,
                                                                               tiny_encoder, tiny_data):
     shutil.copytree(tiny_bundle, models / "quick")
-    jobs.start_training(tiny_recipe(tmp_path, tiny_encoder, tiny_data, epochs=150, name="bigger"), models)
+    jobs.start_training(tiny_recipe(tmp_path, tiny_encoder, tiny_data, epochs=100, name="bigger"), models)
     app, page = serve(models)
     try:
         page.wait_text("Predict emotions", 60)
