@@ -194,9 +194,10 @@ def _launch(recipe: str | Path, models_dir: Path, name: str, epochs: int | None,
     run_id = claim_run_id(folder, name)
     log, events = folder / f"{run_id}.log", folder / f"{run_id}.events.jsonl"
     command = _command(recipe, models_dir / name, events, epochs, overrides)
+    env = {k: v for k, v in os.environ.items() if k != "EMOSCOPE_ADMIN_PASSWORD"}  # the app's secret: not the run's
     with log.open("w", encoding="utf-8") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                env={**env, "PYTHONUNBUFFERED": "1"})
     info = {"id": run_id, "pid": proc.pid, "recipe": str(recipe), "name": name, "log": str(log),
             "events": str(events), "started": time.time(), "state": "running",
             "epochs": epochs or config.training.epochs, "kind": config.kind,

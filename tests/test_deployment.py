@@ -438,3 +438,21 @@ def test_a_write_is_refused_when_the_session_is_locked_however_the_press_arrives
 
     at = Test.from_function(page).run()  # the second check, on its own: no button state involved
     assert not at.success and "needs the admin password" in at.error[0].value
+
+
+def test_closed_sessions_lose_their_work_folders_at_the_second_sweep_that_finds_them_gone(tmp_path):
+    import os
+    import uuid
+
+    from emoscope.app import workdir
+
+    alive, closed, blip = (str(uuid.uuid4()) for _ in range(3))
+    pid = os.getpid()
+    folders = {sid: tmp_path / f"emoscope-batch-{pid}-{sid}-x1" for sid in (alive, closed, blip)}
+    elsewhere = tmp_path / f"emoscope-batch-{pid + 1}-{closed}-x2"  # another server's session: not ours to judge
+    for folder in [*folders.values(), elsewhere]:
+        folder.mkdir()
+    assert workdir.sweep_closed_sessions(lambda sid: sid == alive, tmp_path) == []  # once inactive: kept
+    assert workdir.sweep_closed_sessions(lambda sid: sid in (alive, blip), tmp_path) == [folders[closed]]  # blip is back
+    assert folders[alive].exists() and folders[blip].exists() and elsewhere.exists()
+    assert workdir.sweep_closed_sessions(lambda sid: sid == alive, tmp_path) == []  # blip gone once: kept again

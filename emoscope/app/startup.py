@@ -9,15 +9,21 @@ sessions' script threads at once on a fresh server, they raced: Python's import 
 detection hands one thread a partially initialised module ("partially initialized module
 'pandas' has no attribute 'Series'"). ``app.py`` calls :func:`warm_up` before its own imports;
 the first session does the work while the others wait on the lock, and later calls return at
-once. It also sweeps upload folders that dead sessions left behind (``workdir.sweep``).
+once. It also sweeps upload folders that dead sessions left behind (``workdir.sweep``) and, in a
+real server, starts the thread that removes the folders of sessions that closed
+(``workdir.sweep_closed_sessions``).
 
-Light on purpose: importing this module imports only the standard library and ``workdir``.
+Light on purpose: importing this module imports only the standard library, Streamlit (loaded already
+in a server) and ``workdir``.
 """
 
 from __future__ import annotations
 
 import importlib
 import threading
+import time
+
+from streamlit.runtime import Runtime
 
 from emoscope.app import workdir
 
@@ -58,4 +64,22 @@ def warm_up() -> None:
         for name in PROJECT:
             importlib.import_module(name)
         workdir.sweep()
+        _start_sweeper()
         _done = True
+
+
+def _start_sweeper() -> None:
+    """In a real server (not AppTest's stand-in runtime), sweep closed sessions' folders in the background."""
+    if not Runtime.exists() or type(Runtime.instance()) is not Runtime:
+        return
+    runtime = Runtime.instance()
+
+    def sweep_forever() -> None:
+        while True:
+            time.sleep(workdir.SWEEP_INTERVAL_S)
+            try:
+                workdir.sweep_closed_sessions(runtime.is_active_session)
+            except Exception:  # noqa: BLE001 - a failed sweep must never take the server down; the next one retries
+                pass
+
+    threading.Thread(target=sweep_forever, name="emoscope-upload-sweeper", daemon=True).start()
