@@ -11,6 +11,7 @@ up word by word, and attributions come out per word of the user's own text.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -83,7 +84,7 @@ class WordEncoder:
     def encode(self, word_lists: Sequence[Sequence[str]]) -> list[Encoded]:
         """``(token ids, word index per token)`` per text, truncated to ``max_length`` tokens."""
         n_prefix = len(self.prefix_words)
-        inputs = [self.prefix_words + [w or self.unk for w in words] for words in word_lists]
+        inputs = [self._as_in_running_text(self.prefix_words + [w or self.unk for w in words]) for words in word_lists]
         encoded = self.tokenizer(inputs, is_split_into_words=True, truncation=True, max_length=self.max_length)
         out = []
         for i, ids in enumerate(encoded["input_ids"]):
@@ -110,6 +111,30 @@ class WordEncoder:
     @property
     def pad_id(self) -> int:
         return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+    @functools.cached_property
+    def spaced(self) -> bool:
+        """Whether this tokenizer needs each word's space back (:func:`split_words_need_spaces`), asked once."""
+        return split_words_need_spaces(self.tokenizer)
+
+    def _as_in_running_text(self, words: list[str]) -> list[str]:
+        """The words with the space before each one put back where the tokenizer needs it to see a
+        word boundary (:func:`split_words_need_spaces`), so they tokenise as in running text; the
+        space is part of the word, so ``word_ids`` still gives every token its word."""
+        return words[:1] + [" " + w for w in words[1:]] if self.spaced else words
+
+
+def split_words_need_spaces(tokenizer: Any) -> bool:
+    """Whether words handed to ``tokenizer`` one by one (``is_split_into_words``) lose the word
+    boundary it sees in running text and get it back from a leading space: true for Gemma's
+    tokenizer (its normaliser turns spaces into ``▁`` and no pre-tokeniser adds one, so
+    ``["I", "am"]`` would read as ``Iam``), false for WordPiece and Metaspace tokenizers."""
+    probe = ["emotion", "words", "فرحان"]
+    running = tokenizer(" ".join(probe), add_special_tokens=False)["input_ids"]
+    split = tokenizer(probe, is_split_into_words=True, add_special_tokens=False)["input_ids"]
+    spaced = tokenizer(probe[:1] + [" " + w for w in probe[1:]], is_split_into_words=True,
+                       add_special_tokens=False)["input_ids"]
+    return split != running and spaced == running
 
 
 def pool_words(hidden: torch.Tensor, word_index: torch.Tensor, n_words: int, mode: str = "mean") -> torch.Tensor:

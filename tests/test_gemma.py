@@ -229,10 +229,6 @@ def test_the_classification_prompt_is_read_and_its_words_belong_to_no_word(insta
     assert sorted(set(index[first:-1])) == list(range(len(words)))  # every word has at least one token
 
 
-@pytest.mark.xfail(strict=True, reason="words.py: WordEncoder.encode hands Gemma its words without the space that "
-                                       "marks a word start (its normaliser turns ' ' into '▁'; nothing adds one), "
-                                       "so split words tokenise as if glued together; the fix is in the report of "
-                                       "issue 14 item 1 (split_words_need_spaces)")
 def test_split_words_tokenise_as_the_same_running_text(installed):
     encoder = word_encoder()
     words = ["we", "felt", "so", "furious", "today", "فرحان", "بزاف"]
