@@ -25,6 +25,7 @@ from emoscope.bundle import ValidationData, manifest_mtime, read_manifest, read_
 from emoscope.errors import EmoScopeError
 from emoscope.explain import ExplainModel
 from emoscope.predict import Predictor
+from emoscope.render import escape_markdown
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
@@ -70,7 +71,7 @@ def require_predictor() -> Predictor:
     try:
         return load_predictor(str(path), manifest_mtime(path))
     except (EmoScopeError, OSError) as exc:
-        st.error(f"This model cannot be loaded: {exc}")
+        st.error(f"This model cannot be loaded: {escape_markdown(exc)}")  # the message can quote a bundle's labels
         st.stop()
 
 
