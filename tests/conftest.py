@@ -153,3 +153,25 @@ def evil_bundle(tiny_encoder, tmp_path_factory):
     config = tiny_config(tiny_encoder, data, epochs=2).replace(
         name=EVIL_NAME, description="**bold** <img src=x onerror=alert(2)> `code`")
     return train(config, folder / "bundle", progress=False, log=lambda _: None)
+
+
+def write_tiny_recipe(folder: Path, tiny_encoder: Path, tiny_data: dict[str, Path], epochs: int,
+                      name: str = "tiny-bg") -> Path:
+    """A recipe file over the tiny encoder and data that trains in seconds (``epochs`` sets how many),
+    for tests that run ``emoscope train`` as the app does, in a background process."""
+    recipe = folder / f"{name}.toml"
+    recipe.write_text(f"""
+name = "{name}"
+[data]
+train = "{tiny_data['train']}"
+validation = "{tiny_data['dev']}"
+[[encoders]]
+source = "{tiny_encoder}"
+max_length = 32
+[training]
+lr = 3e-3
+batch_size = 16
+epochs = {epochs}
+patience = {epochs}
+""", encoding="utf-8")
+    return recipe

@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
+from conftest import write_tiny_recipe
 from streamlit.testing.v1 import AppTest
 
 from emoscope.render import text_html
@@ -174,22 +176,7 @@ def test_batch_file_checks_give_clear_messages(tmp_path):
 
 
 def _tiny_recipe(tmp_path, tiny_encoder, tiny_data, epochs):
-    recipe = tmp_path / "tiny.toml"
-    recipe.write_text(f"""
-name = "tiny-bg"
-[data]
-train = "{tiny_data['train']}"
-validation = "{tiny_data['dev']}"
-[[encoders]]
-source = "{tiny_encoder}"
-max_length = 32
-[training]
-lr = 3e-3
-batch_size = 16
-epochs = {epochs}
-patience = {epochs}
-""", encoding="utf-8")
-    return recipe
+    return write_tiny_recipe(tmp_path, tiny_encoder, tiny_data, epochs, name="tiny-bg")
 
 
 def test_background_training_reports_progress_and_the_bundle_appears(tmp_path, tiny_encoder, tiny_data):

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from conftest import write_tiny_recipe
 from streamlit.testing.v1 import AppTest
 
 from emoscope import jobs
@@ -27,23 +29,7 @@ APP = str(ROOT / "app.py")
 
 
 def tiny_recipe(folder: Path, tiny_encoder: Path, tiny_data: dict[str, Path], epochs: int, name: str = "tiny-first") -> Path:
-    """A recipe over the tiny encoder and data that trains in seconds (``epochs`` sets how many)."""
-    recipe = folder / f"{name}.toml"
-    recipe.write_text(f"""
-name = "{name}"
-[data]
-train = "{tiny_data['train']}"
-validation = "{tiny_data['dev']}"
-[[encoders]]
-source = "{tiny_encoder}"
-max_length = 32
-[training]
-lr = 3e-3
-batch_size = 16
-epochs = {epochs}
-patience = {epochs}
-""", encoding="utf-8")
-    return recipe
+    return write_tiny_recipe(folder, tiny_encoder, tiny_data, epochs, name)
 
 
 def wait_for(condition, seconds: float = 180.0):
