@@ -8,12 +8,13 @@ from emoscope.app.first_run import QUICK_RECIPE, REFRESH_S, STEPS, Progress
 from emoscope.app.sidebar import models_dir
 from emoscope.bundle import find_bundles
 from emoscope.errors import EmoScopeError
+from emoscope.render import escape_markdown
 
 st.header("Getting EmoScope ready")
 folder = models_dir()
 run = jobs.current(folder)
 if run and run.get("name") not in (None, "quick"):
-    training = f"the **{run['name']}** recipe in the background."
+    training = f"the **{escape_markdown(str(run['name']))}** recipe in the background."
 else:
     training = ("a **quick** bilingual model (Arabic + English, the 11 emotions of SemEval-2018 E-c) in the "
                 "background. It reads the training texts once with two frozen encoders (multilingual-e5-small and "
@@ -30,7 +31,7 @@ def start_quick() -> None:
     try:
         jobs.start_training(QUICK_RECIPE, folder)
     except EmoScopeError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(str(exc)))
     else:
         st.rerun()
 
@@ -43,9 +44,9 @@ def show_run(state: dict) -> None:
     fraction = max(progress.fraction, st.session_state.get(key, 0.0)) if running else progress.fraction
     st.session_state[key] = fraction if running else 0.0
     step = STEPS[progress.step] if progress.step is not None else "Starting (loading the libraries)"
-    st.progress(fraction, text=f"**{state.get('name', '?')}**: {step} · {state.get('elapsed_s', 0) / 60:.1f} min so far")
+    st.progress(fraction, text=f"**{escape_markdown(str(state.get('name', '?')))}**: {escape_markdown(step)} · {state.get('elapsed_s', 0) / 60:.1f} min so far")
     if state.get("stage"):
-        st.caption(state["stage"][:300])
+        st.caption(escape_markdown(str(state["stage"])[:300]))
     with st.expander("Training log"):
         st.code(state.get("log_tail") or "(starting…)", language=None)
 

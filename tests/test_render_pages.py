@@ -270,3 +270,31 @@ def test_the_payload_reaches_the_pages_as_text(views):
     cells = shown["errors"]["cells"] + shown["batch"]["cells"]
     assert any(PAYLOAD in cell for cell in shown["errors"]["cells"])  # the table: verbatim
     assert f"{PAYLOAD} column" in cells and any(cell.startswith(f"{PAYLOAD} 0") for cell in cells)
+
+
+def _first_run_view(tmp_path: Path, monkeypatch, name: str, text: str) -> dict:
+    """The first-run screen (no bundle yet) following a run whose name and stage line hold ``text``."""
+    from emoscope import jobs
+
+    models = tmp_path / "models"
+    _fake_failed_run(models, f"the data at line 3 reads {text}")
+    info_path = jobs.runs_dir(models) / "r1.json"
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    info_path.write_text(json.dumps({**info, "name": name}), encoding="utf-8")
+    with open(info["log"], "a", encoding="utf-8") as log:
+        log.write(f"[stage 1] reading {text}\n")
+    monkeypatch.setenv("EMOSCOPE_MODELS_DIR", str(models))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("pages/first_run.py").run()
+    assert not at.exception, at.exception
+    return page_view(at)
+
+
+def test_the_first_run_screen_shows_the_runs_name_and_stage_as_text(tmp_path, monkeypatch):
+    plain = _first_run_view(tmp_path / "plain", monkeypatch, "plain", PLAIN)
+    payload = _first_run_view(tmp_path / "payload", monkeypatch, "**n** [n](http://evil) <script>x</script>", PAYLOAD)
+    assert plain["markdown"] == payload["markdown"]
+    assert any("<script>x</script>" in "".join(Parsed(MD.render(s)).text) for s in payload["sources"])
+    for source in payload["sources"]:
+        assert bidi_balanced(source), source
