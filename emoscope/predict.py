@@ -104,7 +104,8 @@ class Predictor:
     def predict_file(self, input_path: str | Path, output_path: str | Path, text_column: str = "text",
                      chunk_size: int = 512, progress: bool = False,
                      on_progress: Callable[[int], None] | None = None,
-                     thresholds: Sequence[float] | None = None) -> dict[str, int]:
+                     thresholds: Sequence[float] | None = None,
+                     shard: tuple[int, int] | None = None) -> dict[str, int]:
         """Stream a CSV/TSV/JSONL file through the model into a file of the same or another format.
 
         The output keeps every input column (a JSONL file's keys from every row) and adds
@@ -113,12 +114,14 @@ class Predictor:
         (:mod:`emoscope.rowfiles`); the output appears whole or not at all, and never replaces
         the input. Returns counts: rows, predicted, empty. ``on_progress(rows_done)`` is called
         after each chunk. The 0/1 columns use the bundle's thresholds unless others are given.
+        ``shard = (i, n)``: only chunks i, i + n, i + 2n… are scored and written (one process's
+        part of a file scored by n, which :mod:`emoscope.sharded` merges).
         """
         input_path, output_path = Path(input_path), Path(output_path)
         rowfiles.check_job(input_path, output_path, chunk_size)
         limits = self._limits(thresholds)
         found = rowfiles.scan(input_path, text_column)
-        added = [c for label in self.labels for c in (f"prob_{label}", label)]
+        added = self.added_columns()
         _warn_about(input_path, found, added)
         stats = {"rows": 0, "predicted": 0, "empty": 0}
         bar = None
@@ -126,12 +129,13 @@ class Predictor:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=found.rows, unit="row", desc="predict")
-        columns = found.columns + [c for c in added if c not in found.columns]
+        columns = self.output_columns(found.columns)
         try:
             with atomic_file(output_path) as tmp, rowfiles.RowWriter(tmp, rowfiles.format_of(output_path),
                                                                      columns) as writer:
-                for chunk in rowfiles.chunks(rowfiles.read_rows(input_path, text_column), chunk_size):
-                    self._predict_chunk(chunk, limits, writer, stats)
+                for c, chunk in enumerate(rowfiles.chunks(rowfiles.read_rows(input_path, text_column), chunk_size)):
+                    if shard is None or c % shard[1] == shard[0]:
+                        self._predict_chunk(chunk, limits, writer, stats)
                     if bar is not None:
                         bar.update(len(chunk))
                     if on_progress is not None:
@@ -140,6 +144,14 @@ class Predictor:
             if bar is not None:
                 bar.close()
         return stats
+
+    def added_columns(self) -> list[str]:
+        """The columns a scored file gains: ``prob_<label>`` and ``<label>`` per label."""
+        return [c for label in self.labels for c in (f"prob_{label}", label)]
+
+    def output_columns(self, input_columns: Sequence[str]) -> list[str]:
+        """A scored file's columns: the input's, then the added ones it does not already have."""
+        return list(input_columns) + [c for c in self.added_columns() if c not in input_columns]
 
     def _predict_chunk(self, chunk: list[rowfiles.Row], limits: np.ndarray, writer: rowfiles.RowWriter,
                        stats: dict[str, int]) -> None:

@@ -18,7 +18,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise InputError("--input needs --output FILE (.csv, .tsv or .jsonl)")
     if args.input is not None:
         check_job(args.input, args.output, args.chunk_size)  # before the model loads
-    predictor = Predictor(args.model)
+    from emoscope.distributed import current_world  # torch: only once the command runs a model
+
+    world = current_world()  # several processes under accelerate launch: each scores a share of --input
+    predictor = Predictor(args.model, device=str(world.device()))
     if args.text is not None:
         [result] = predictor.predict([args.text])
         if args.json:
@@ -31,8 +34,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             mark = "*" if label in result.labels else " "
             print(f"  {mark} {label:<14} {prob:.3f}  (threshold {threshold:.2f})")
         return 0
-    stats = predictor.predict_file(args.input, args.output, text_column=args.text_column,
-                                   chunk_size=args.chunk_size, progress=not args.quiet)
+    if world.distributed:
+        from emoscope.sharded import predict_file_sharded  # (imports predict: torch, as above)
+
+        stats = predict_file_sharded(predictor, args.input, args.output, world, text_column=args.text_column,
+                                     chunk_size=args.chunk_size, progress=not args.quiet)
+        if not world.is_main:
+            return 0
+    else:
+        stats = predictor.predict_file(args.input, args.output, text_column=args.text_column,
+                                       chunk_size=args.chunk_size, progress=not args.quiet)
     print(f"{stats['predicted']} of {stats['rows']} rows predicted into {args.output}"
           + (f"; {stats['empty']} rows with empty text left blank" if stats["empty"] else ""))
     return 0

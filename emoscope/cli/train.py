@@ -29,17 +29,66 @@ def _train_config(args: argparse.Namespace):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from emoscope.training import train  # torch and transformers load only for the commands that need them
-
     if args.no_eval and args.eval:
         raise InputError("give --eval SPEC or --no-eval, not both")
-    sinks = [ConsoleSink(print)] + ([JsonLinesSink(args.events)] if args.events else [])
+    if args.processes is not None:
+        return launch_processes(args.processes, sys.argv[1:])
+    from emoscope.distributed import current_world  # torch loads only for the commands that need it
+    from emoscope.training import train  # torch and transformers load only for the commands that need them
+
+    world = current_world()
+    # Several processes (accelerate launch): the main one prints and writes events; the others are quiet.
+    sinks = [ConsoleSink(print)] + ([JsonLinesSink(args.events)] if args.events else []) if world.is_main else []
     with reporting(Reporter(*sinks)):
         config = _train_config(args)
         output = Path(args.output) if args.output else Path(args.models_dir) / config.name
-        train(config, output, overwrite=args.overwrite, progress=not args.quiet,
-              work=Path(args.work_dir) if args.work_dir else None)
+        train(config, output, overwrite=args.overwrite, progress=not args.quiet and world.is_main,
+              log=print if world.is_main else _silent, work=Path(args.work_dir) if args.work_dir else None)
     return 0
+
+
+def _silent(_: str) -> None:
+    pass
+
+
+def launch_command(processes: int, argv: list[str], *, port: int) -> list[str]:
+    """``accelerate launch`` running ``emoscope`` with ``argv`` (less ``--processes``) in
+    ``processes`` processes: one per GPU, or CPU processes (gloo) on a machine without GPUs.
+
+    ``--multi_gpu`` is Accelerate's torchrun launcher whatever the device; its ``--cpu`` flag
+    starts one process (several only through mpirun), so it is not used."""
+    rest, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--processes":
+            skip = True
+        elif not arg.startswith("--processes="):
+            rest.append(arg)
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--main_process_port", str(port), "-m", "emoscope.cli", *rest]
+
+
+def launch_processes(processes: int, argv: list[str]) -> int:
+    """``emoscope train --processes N``: the same command under ``accelerate launch``, N processes
+    (on a CPU each gets an equal share of the cores unless OMP_NUM_THREADS says otherwise)."""
+    import os
+    import socket
+    import subprocess
+
+    import torch  # only to see whether there are GPUs to spread over
+
+    if processes < 2:
+        raise InputError(f"--processes must be at least 2 (without it a run is one process), got {processes}")
+    if torch.cuda.is_available() and processes > torch.cuda.device_count():
+        raise InputError(f"--processes {processes}: this machine has {torch.cuda.device_count()} GPU(s)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+    return subprocess.run(launch_command(processes, argv, port=port), env=env).returncode
 
 
 def _cmd_ablate(args: argparse.Namespace) -> int:
@@ -80,6 +129,9 @@ def add_parser(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars (progress lines are still printed)")
     p.add_argument("--work-dir", help="stacked recipes: where stage-1 models are kept between runs "
                                       "(default: EMOSCOPE_CACHE_DIR/stack-work/<recipe>; one folder per encoder settings inside)")
+    p.add_argument("--processes", type=int, metavar="N",
+                   help="train in N processes under accelerate launch (one per GPU, or CPU processes): DDP "
+                        "for one encoder, whole stage-1 models and stage-2 encoders spread for a stack")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("ablate", help="train and score every variant of a stacked recipe (losses, terms, stacking, thresholds)")

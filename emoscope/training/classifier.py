@@ -23,11 +23,12 @@ from emoscope import bundle as bundle_io
 from emoscope import progress as run_progress  # (the `progress` parameters switch the bars)
 from emoscope.config import EncoderConfig, LossConfig, RunConfig
 from emoscope.data import Dataset
+from emoscope.distributed import SINGLE, World, current_world
 from emoscope.encoders import SOURCES, load_encoder, text_prefix
 from emoscope.losses import MultiLabelLoss, loss_from_config, per_class_bce
 from emoscope.manifest import EncoderEntry, ModelSpec, build_manifest
 from emoscope.metrics import compute_metrics
-from emoscope.models import EncoderClassifier, Runtime, autocast_context, pick_device
+from emoscope.models import EncoderClassifier, Runtime, autocast_context
 from emoscope.models.runtime import peak_rss_mb
 from emoscope.thresholds import choose_thresholds
 from emoscope.training.loop import (EarlyStopping, cosine_schedule, encoder_optimizer, epoch_batches,
@@ -81,8 +82,11 @@ class ClassifierBatchLoss:
     epoch, for the per-class loss in the training log."""
 
     def __init__(self, model: EncoderClassifier, train_ids: list[Encoded], train_ds: Dataset,
-                 loss_fn: MultiLabelLoss):
+                 loss_fn: MultiLabelLoss, world: World = SINGLE):
         self.model, self.train_ids, self.loss_fn = model, train_ids, loss_fn
+        # Several processes: each reads its slice of every batch through DDP (which averages the
+        # gradients); one process: ``forward`` is the model itself.
+        self.world, self.forward = world, world.wrap_for_training(model, model.runtime.device)
         self.targets = torch.as_tensor(train_ds.labels, dtype=torch.float32)
         # True = annotated; None when every dataset annotates every label (nothing to mask).
         self.mask = None if train_ds.label_mask is None else torch.as_tensor(train_ds.label_mask, dtype=torch.bool)
@@ -99,15 +103,16 @@ class ClassifierBatchLoss:
     def __call__(self, idx: np.ndarray) -> torch.Tensor:
         model = self.model
         device = model.runtime.device
+        idx, scale = self.world.shard_batch(idx)
         batch = model.to_device([model.word_encoder.pad([self.train_ids[i] for i in idx])])
         targets = self.targets[idx].to(device)
         mask = None if self.mask is None else self.mask[idx].to(device)
         with autocast_context(device):
-            logits, features = model(batch, return_features=True)
+            logits, features = self.forward(batch, return_features=True)
         loss = self.loss_fn(logits.float(), targets, mask=mask, features=features.float())
         self.class_loss_sum += per_class_bce(logits.detach().float(), targets, mask).cpu() * len(idx)
         self.seen += len(idx)
-        return loss
+        return loss if scale == 1.0 else loss * scale
 
 
 def epoch_row(epoch: int, train_loss: float, class_loss: torch.Tensor, val_ds: Dataset, val_probs: np.ndarray,
@@ -136,14 +141,25 @@ def epoch_row(epoch: int, train_loss: float, class_loss: torch.Tensor, val_ds: D
     return row
 
 
+def validation_probs(model: EncoderClassifier, val_ids: list[Encoded], world: World) -> np.ndarray:
+    """The validation probabilities, every text: each process scores its share, all get them all."""
+    if not world.distributed:
+        return model.probs_of_encoded(val_ids)
+    mine = world.mine(len(val_ids))
+    return world.gather_rows(model.probs_of_encoded([val_ids[i] for i in mine]), mine, len(val_ids))
+
+
 def fit_classifier(config: RunConfig, enc_cfg: EncoderConfig, train_ds: Dataset, val_ds: Dataset, *,
                    device: torch.device, loss: LossConfig | None = None, progress: bool = True,
-                   log: Logger = print) -> FitResult:
+                   log: Logger = print, world: World = SINGLE) -> FitResult:
     """Fine-tune one encoder with a linear head on ``train_ds``, early-stopping on ``val_ds``
     (which the caller has checked: :func:`emoscope.training.run.require_positive_labels`).
 
     ``enc_cfg.fine_tune = false`` trains the head only (a linear probe on frozen features).
     ``loss`` replaces the recipe's loss (stage 1 fine-tunes with ``stack.finetune_loss``).
+    With a multi-process ``world`` every process draws the same batches and trains on its slice
+    of each (``World.shard_batch``); the validation set is scored in shares and gathered, so
+    thresholds, scores and the early-stop decision are the same on every process.
     """
     t = config.training
     seed = t.seed if enc_cfg.seed is None else enc_cfg.seed
@@ -155,7 +171,7 @@ def fit_classifier(config: RunConfig, enc_cfg: EncoderConfig, train_ds: Dataset,
     scheduler = cosine_schedule(optimizer, len(train_ds), t.batch_size, t.epochs, t.warmup_ratio)
     rng = np.random.default_rng(seed)
     sample_weights = rare_label_sample_weights(train_ds.labels, train_ds.label_mask) if t.weighted_sampling else None
-    batch_loss = ClassifierBatchLoss(model, train_ids, train_ds, loss_fn)
+    batch_loss = ClassifierBatchLoss(model, train_ids, train_ds, loss_fn, world)
     lengths = [len(ids) for ids, _ in train_ids]
     stopping = EarlyStopping(t.patience, frozen={n for n, p in model.named_parameters() if not p.requires_grad})
     history: list[dict[str, Any]] = []
@@ -165,16 +181,16 @@ def fit_classifier(config: RunConfig, enc_cfg: EncoderConfig, train_ds: Dataset,
         batch_loss.start_epoch()
         train_loss = train_epoch(model, batches, batch_loss, optimizer, scheduler, grad_clip=t.grad_clip,
                                  desc=f"epoch {epoch}/{t.epochs}", progress=progress)
-        val_probs = model.probs_of_encoded(val_ids)
+        val_probs = validation_probs(model, val_ids, world)
         thresholds = choose_thresholds(config.thresholds, val_ds.labels, val_probs, val_ds.label_mask)
         history.append(epoch_row(epoch, train_loss, batch_loss.class_loss(), val_ds, val_probs, thresholds,
                                  time.perf_counter() - epoch_start, scheduler.get_last_lr()[0], log,
                                  epochs=t.epochs, texts=len(train_ds)))
-        if stopping.update(model, epoch, history[-1]["val_macro_f1"]):
+        if stopping.update(model, epoch, world.agree(history[-1]["val_macro_f1"])):
             log(f"[early stop] no macro-F1 gain for {t.patience} epochs; best epoch {stopping.best_epoch}")
             break
     stopping.restore(model)
-    val_probs = model.probs_of_encoded(val_ids)
+    val_probs = validation_probs(model, val_ids, world)
     thresholds = choose_thresholds(config.thresholds, val_ds.labels, val_probs, val_ds.label_mask)
     return FitResult(model=model, history=history, best_epoch=stopping.best_epoch, val_probs=val_probs,
                      thresholds=thresholds)
@@ -193,11 +209,16 @@ def classifier_spec(model: EncoderClassifier, enc_cfg: EncoderConfig, n_labels: 
 
 def train_classifier(config: RunConfig, output: str | Path, *, overwrite: bool = False, progress: bool = True,
                      log: Logger = print) -> Path:
-    """Run a single-encoder recipe end to end and write its bundle to ``output``; returns its path."""
-    output = refuse_existing(output, overwrite)
+    """Run a single-encoder recipe end to end and write its bundle to ``output``; returns its path.
+
+    Under ``accelerate launch`` with several processes the model trains with DDP
+    (:func:`fit_classifier`); the main process alone checks the output, scores the eval set and
+    writes the bundle, while the others wait for it."""
+    world = current_world()
+    output = world.main_first(refuse_existing, output, overwrite)
     started = time.perf_counter()
     enc_cfg = config.encoder
-    device = pick_device(config.training.device)
+    device = world.device(config.training.device)
     data = load_run_data(config, log)
     train_ds, val_ds = data.train, data.validation
     labels = train_ds.label_names
@@ -205,7 +226,10 @@ def train_classifier(config: RunConfig, output: str | Path, *, overwrite: bool =
     report.emit("plan", **run_plan(config, data))
     report.emit("stage", name="fine-tune", index=1, of=1)
     report.emit("model", encoder=enc_cfg.label, role="full", index=1, of=1, texts=len(train_ds), reused=False)
-    fit = fit_classifier(config, enc_cfg, train_ds, val_ds, progress=progress, log=log, device=device)
+    fit = fit_classifier(config, enc_cfg, train_ds, val_ds, progress=progress, log=log, device=device, world=world)
+    if not world.is_main:
+        world.wait()  # for the main process's bundle
+        return output
     report.emit("model_done", encoder=enc_cfg.label, role="full", best_epoch=fit.best_epoch,
                 seconds=round(time.perf_counter() - started, 1))
     report.emit("stage", name="finish")
@@ -220,7 +244,8 @@ def train_classifier(config: RunConfig, output: str | Path, *, overwrite: bool =
         log(f"[eval] {data.eval.name}: macro-F1 {results['eval']['macro_f1']:.4f} micro-F1 {results['eval']['micro_f1']:.4f}")
     seconds = time.perf_counter() - started
     training = {"best_epoch": fit.best_epoch, "epochs_run": len(fit.history), "seconds": round(seconds, 1),
-                **run_cost(device), "platform": platform.platform()}
+                **run_cost(device), "platform": platform.platform(),
+                **({"processes": world.size} if world.distributed else {})}
     manifest = build_manifest(config, data, thresholds, classifier_spec(model, enc_cfg, len(labels)), results, training)
     validation = bundle_io.ValidationData.of(val_ds, fit.val_probs)
     path = bundle_io.save_bundle(output, manifest, model.cpu().save, validation=validation, log=fit.history,
@@ -228,4 +253,5 @@ def train_classifier(config: RunConfig, output: str | Path, *, overwrite: bool =
     log(f"[done] {path} in {seconds:.0f}s; validation macro-F1 {results['validation']['macro_f1']:.4f} "
         f"(best epoch {fit.best_epoch}); peak RSS {peak_rss_mb():.0f} MiB")
     report.emit("done", bundle=str(path), seconds=round(seconds, 1), val_macro_f1=results["validation"]["macro_f1"])
+    world.wait()
     return path

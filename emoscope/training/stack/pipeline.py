@@ -16,10 +16,11 @@ from emoscope import bundle as bundle_io
 from emoscope import progress as run_progress  # (train_stack's `progress` switches the bars)
 from emoscope.config import RunConfig
 from emoscope.data import TrainingData
+from emoscope.distributed import current_world
 from emoscope.encoders import SOURCES, text_prefix
 from emoscope.manifest import EncoderEntry, ModelSpec, build_manifest
 from emoscope.metrics import compute_metrics
-from emoscope.models import StackedModel, pick_device
+from emoscope.models import StackedModel
 from emoscope.models.fingerprint import weights_fingerprint
 from emoscope.models.meta import save_meta
 from emoscope.models.runtime import peak_rss_mb
@@ -89,15 +90,21 @@ def training_record(stacked: StackInputs, fit: MetaFit, seconds: float, device: 
 def train_stack(config: RunConfig, output: str | Path, *, overwrite: bool = False, progress: bool = True,
                 log: Logger = print, work: Path | None = None) -> Path:
     """Run a stacked recipe end to end (stages 1–3) and write the bundle to ``output``; ``work``
-    replaces the recipe's stage-1 work folder."""
-    output = refuse_existing(output, overwrite)
+    replaces the recipe's stage-1 work folder. Under ``accelerate launch`` with several processes
+    stages 1 and 2 are spread over them (``stage2.prepare_stack``); the main process alone checks
+    the output, trains the meta-learner and writes the bundle, while the others wait for it."""
+    world = current_world()
+    output = world.main_first(refuse_existing, output, overwrite)
     started = time.perf_counter()
-    device = pick_device(config.training.device)
+    device = world.device(config.training.device)
     data = load_run_data(config, log)
     labels = data.train.label_names
     report = run_progress.current()
     report.emit("plan", **run_plan(config, data))
-    stacked = prepare_stack(config, data, device=device, work=work, progress=progress, log=log)
+    stacked = prepare_stack(config, data, device=device, work=work, progress=progress, log=log, world=world)
+    if stacked is None:
+        world.wait()  # for the main process's bundle
+        return output
     report.emit("stage", name="meta", index=3, of=3)
     fit = fit_meta(config, MetaSelection.of(stacked, stacked.encoders, data), device=device, log=log)
     report.emit("stage", name="finish")
@@ -116,4 +123,5 @@ def train_stack(config: RunConfig, output: str | Path, *, overwrite: bool = Fals
     log(f"[done] {path} in {seconds:.0f}s; validation macro-F1 {results['validation']['macro_f1']:.4f}; "
         f"peak RSS {peak_rss_mb():.0f} MiB")
     report.emit("done", bundle=str(path), seconds=round(seconds, 1), val_macro_f1=results["validation"]["macro_f1"])
+    world.wait()
     return path

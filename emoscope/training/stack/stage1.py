@@ -31,6 +31,7 @@ from torch import nn
 from emoscope import progress as run_progress  # (the `progress` parameters switch the bars)
 from emoscope.config import EncoderConfig, LossConfig, RunConfig
 from emoscope.data import Dataset, TrainingData, iterative_stratified_split
+from emoscope.distributed import SINGLE, World, save_alone
 from emoscope.encoders import cache_dir, load_encoder
 from emoscope.errors import ConfigError
 from emoscope.fsutil import atomic_directory
@@ -168,6 +169,7 @@ def _indented(log: Logger, message: str) -> None:
 def _save_finished(folder: Path, fit: FitResult, probs: dict[str, np.ndarray], info: dict[str, Any],
                    device: torch.device, started: float) -> None:
     """Write one finished stage-1 model, its probabilities and ``info.json``, atomically."""
+    save_alone(fit.model)  # stage 1 spread over processes: each saves the models it trained
     with atomic_directory(folder) as tmp:
         fit.model.cpu().save(tmp)
         save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in probs.items()}, str(tmp / "probs.safetensors"))
@@ -228,35 +230,63 @@ class StageOne:
     peak_rss_mb: float
 
 
+@dataclass
+class Fit:
+    """One stage-1 fine-tune to do: an encoder, its role (``full`` or ``fold-i``), the texts it
+    trains on (and their keys), the eval set it scores (``full`` only), its folder's parent."""
+
+    enc_cfg: EncoderConfig
+    role: str
+    train: Dataset
+    keys: list[str]
+    eval: Dataset | None
+    root: Path
+
+
+def plan_fits(config: RunConfig, data: TrainingData, train_keys: list[str], folds: np.ndarray | None,
+              work: Path) -> list[Fit]:
+    """Every fine-tune of stage 1, in recipe order: per fine-tuned encoder ``full``, then its folds."""
+    fits = []
+    for enc_cfg in config.encoders:
+        if not enc_cfg.fine_tune:
+            continue
+        root = stage1_dir(work, config, enc_cfg, data.train)
+        fits.append(Fit(enc_cfg, "full", data.train, train_keys, data.eval, root))
+        for f in range(0 if folds is None else config.stack.folds):
+            idx = np.flatnonzero(folds != f)
+            fits.append(Fit(enc_cfg, f"fold-{f + 1}", data.train.subset(idx), [train_keys[j] for j in idx], None, root))
+    return fits
+
+
 def run_stage1(config: RunConfig, data: TrainingData, texts: StackTexts, work: Path, *, device: torch.device,
-               log: Logger, progress: bool) -> StageOne:
-    """Fine-tune (or reuse) every encoder's stage-1 models, in recipe order."""
+               log: Logger, progress: bool, world: World = SINGLE) -> StageOne:
+    """Fine-tune (or reuse) every encoder's stage-1 models, in recipe order.
+
+    With several processes each first fine-tunes every ``size``-th fit (they are independent and
+    land in the work folder one by one, so a killed run resumes as a serial one does); after all
+    are done every process walks the list as a serial run does, reusing them."""
     started = time.perf_counter()
     k = config.stack.folds
     train_keys = texts.keys["train"]
     folds = fold_assignments(data.train.labels, train_keys, k, config.training.seed) if k > 1 else None
-    models: dict[str, StageOneModel] = {}
+    fits = plan_fits(config, data, train_keys, folds, work)
+    run_progress.current().emit("stage", name="fine-tune", index=1, of=3)
+    if world.distributed:
+        for i in world.mine(len(fits)):
+            fit = fits[i]
+            finetune(config, fit.enc_cfg, fit.role, fit.train, data.validation, fit.eval, fit.keys, fit.root,
+                     device=device, log=log, progress=progress, position=(int(i) + 1, len(fits)))
+        world.wait()
+    models = {e.label: StageOneModel.pretrained(e) for e in config.encoders if not e.fine_tune}
     fold_models: dict[str, list[StageOneModel]] = {}
     single_scores: dict[str, dict[str, Any]] = {}
-    fits, fitted = sum(e.fine_tune for e in config.encoders) * (1 if folds is None else k + 1), 0
-    run_progress.current().emit("stage", name="fine-tune", index=1, of=3)
-    for enc_cfg in config.encoders:
-        name = enc_cfg.label
-        if not enc_cfg.fine_tune:
-            models[name] = StageOneModel.pretrained(enc_cfg)
-            continue
-        root = stage1_dir(work, config, enc_cfg, data.train)
-        fitted += 1
-        models[name] = finetune(config, enc_cfg, "full", data.train, data.validation, data.eval, train_keys, root,
-                                device=device, log=log, progress=progress, position=(fitted, fits))
-        single_scores[name] = models[name].scores()
-        if folds is None:
-            continue
-        fold_models[name] = []
-        for f in range(k):
-            idx = np.flatnonzero(folds != f)
-            fitted += 1
-            fold_models[name].append(finetune(config, enc_cfg, f"fold-{f + 1}", data.train.subset(idx),
-                                              data.validation, None, [train_keys[j] for j in idx], root,
-                                              device=device, log=log, progress=progress, position=(fitted, fits)))
+    for i, fit in enumerate(fits):
+        name = fit.enc_cfg.label
+        model = finetune(config, fit.enc_cfg, fit.role, fit.train, data.validation, fit.eval, fit.keys, fit.root,
+                         device=device, log=log, progress=progress, position=(i + 1, len(fits)))
+        if fit.role == "full":
+            models[name], single_scores[name] = model, model.scores()
+        else:
+            fold_models.setdefault(name, []).append(model)
+    models = {e.label: models[e.label] for e in config.encoders}  # recipe order
     return StageOne(models, fold_models, folds, single_scores, time.perf_counter() - started, peak_rss_mb())

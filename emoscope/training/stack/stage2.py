@@ -30,6 +30,7 @@ from torch import nn
 from emoscope import progress as run_progress  # (prepare_stack's `progress` switches the bars)
 from emoscope.config import EncoderConfig, RunConfig
 from emoscope.data import TrainingData
+from emoscope.distributed import SINGLE, World
 from emoscope.encoders import text_prefix
 from emoscope.models import default_precision
 from emoscope.models.fingerprint import weights_fingerprint
@@ -260,9 +261,21 @@ def run_stage2(config: RunConfig, data: TrainingData, texts: StackTexts, stage_o
 
 
 def prepare_stack(config: RunConfig, data: TrainingData, *, device: torch.device, work: Path | None = None,
-                  progress: bool = True, log: Logger = print) -> StackInputs:
-    """Stages 1 and 2: fine-tune (or reuse) the base encoders and read every split with them."""
+                  progress: bool = True, log: Logger = print, world: World = SINGLE) -> StackInputs | None:
+    """Stages 1 and 2: fine-tune (or reuse) the base encoders and read every split with them.
+
+    With several processes stage 1 is spread (:func:`run_stage1`), then each process reads every
+    ``size``-th encoder's texts into the embeddings cache (which takes concurrent writers); once
+    all are done the main process assembles stage 2 from the cache and gets the inputs, the
+    others get None."""
     texts = StackTexts.read(config, data)
     stage_one = run_stage1(config, data, texts, work or work_folder(config), device=device, log=log,
-                           progress=progress)
+                           progress=progress, world=world)
+    if world.distributed:
+        cache = embeddings_cache(config)
+        for i in world.mine(len(config.encoders)):
+            embed_encoder(config.encoders[int(i)], config, stage_one, texts, cache, device, log)
+        world.wait()
+        if not world.is_main:
+            return None
     return run_stage2(config, data, texts, stage_one, device, log)
