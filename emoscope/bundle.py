@@ -32,7 +32,7 @@ import numpy as np
 from emoscope.card import CARD, CARD_FILES, write_card
 from emoscope.errors import BundleError
 from emoscope.fsutil import atomic_directory, sha256_file
-from emoscope.manifest import FORMAT, FORMAT_VERSION, Manifest
+from emoscope.manifest import FORMAT, FORMAT_VERSION, Manifest, PathThresholds
 
 MANIFEST = "manifest.json"
 VALIDATION = "validation.json"
@@ -226,6 +226,16 @@ def update_thresholds(folder: str | Path, thresholds: Iterable[float]) -> None:
         raise BundleError(f"need one threshold in [0, 1] for each of the {manifest.n_labels} labels")
     manifest = dataclasses.replace(manifest, thresholds=values)
     _replace_manifest(folder, _with_card(folder, manifest) if CARD in manifest.files else manifest)
+
+
+def update_path_thresholds(folder: str | Path, path: str, record: PathThresholds) -> None:
+    """Record the thresholds tuned for scoring path ``path`` in the manifest (replacing any before,
+    atomic rename of the manifest file); the bundle's own thresholds, files and card stay as they are."""
+    folder = Path(folder)
+    manifest = read_manifest(folder, verify=False)
+    manifest = dataclasses.replace(manifest, path_thresholds={**(manifest.path_thresholds or {}), path: record})
+    Manifest.from_dict(manifest.to_dict(), str(folder / MANIFEST))  # one per label in [0, 1], as read back
+    _replace_manifest(folder, manifest)
 
 
 def add_card(folder: str | Path) -> list[str]:

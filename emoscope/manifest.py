@@ -64,6 +64,12 @@ def _inside(path: str | None) -> bool:
                             and "\\" not in path)
 
 
+def _one_per_label(thresholds: Any, n_labels: int) -> bool:
+    """Whether ``thresholds`` is a list of one number in [0, 1] per label."""
+    return isinstance(thresholds, list) and len(thresholds) == n_labels and all(
+        isinstance(t, (int, float)) and not isinstance(t, bool) and 0.0 <= t <= 1.0 for t in thresholds)
+
+
 def _record_to(record: Any) -> dict[str, Any]:
     """The JSON object of a record: its fields that are set, then the keys it kept unread."""
     out = {f.name: getattr(record, f.name) for f in fields(record)
@@ -73,6 +79,8 @@ def _record_to(record: Any) -> dict[str, Any]:
             out[key] = _record_to(value)
         elif isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
             out[key] = [_record_to(v) for v in value]
+        elif isinstance(value, dict) and value and all(dataclasses.is_dataclass(v) for v in value.values()):
+            out[key] = {k: _record_to(v) for k, v in value.items()}
     return {**out, **record.extra}
 
 
@@ -128,6 +136,24 @@ class ModelSpec:
 
 
 @dataclass(kw_only=True)
+@dataclass(kw_only=True)
+class PathThresholds:
+    """Thresholds tuned on the bundle's validation texts for one scoring path other than the one
+    that trained it (the bundle's own ``thresholds`` are the training path's: torch, in
+    ``Manifest.precision``), with what that path changed there (``emoscope tune-fast``)."""
+
+    thresholds: list[float]
+    tuned_on: str | None = None  # "validation": the bundle's validation.json
+    n_texts: int | None = None
+    macro_f1: float | None = None  # this path at these thresholds, on those texts
+    reference_macro_f1: float | None = None  # the training path at the bundle's thresholds, same texts
+    max_abs_diff: float | None = None  # |this path's probabilities - the training path's|, over every cell
+    mean_abs_diff: float | None = None
+    runtime: str | None = None  # what ran it, e.g. "onnxruntime=1.31.1"
+    created: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 class Manifest:
     """A bundle's manifest (see ``docs/ARCHITECTURE.md``, "Bundle format")."""
 
@@ -147,8 +173,15 @@ class Manifest:
     library_versions: dict[str, str] | None = None
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    path_thresholds: dict[str, PathThresholds] | None = None  # by scoring path, e.g. "onnxruntime"
 
     @classmethod
+    def __post_init__(self) -> None:
+        if isinstance(self.path_thresholds, dict):
+            self.path_thresholds = {
+                name: r if isinstance(r, PathThresholds) else _record_from(PathThresholds, r, f"path_thresholds.{name}")
+                for name, r in self.path_thresholds.items()}
+
     def from_dict(cls, raw: Any, where: str = "manifest.json") -> Manifest:
         """Validate and type a manifest's JSON; ``BundleError`` naming the first thing wrong."""
         if not isinstance(raw, dict):
@@ -165,13 +198,14 @@ class Manifest:
         if (not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels)
                 or len(set(labels)) != len(labels)):
             raise BundleError(f"{where}: 'labels' must be a non-empty list of distinct names")
-        thresholds = self.thresholds
-        if (not isinstance(thresholds, list) or len(thresholds) != len(labels)
-                or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0.0 <= t <= 1.0 for t in thresholds)):
+        if not _one_per_label(self.thresholds, len(labels)):
             raise BundleError(f"{where}: 'thresholds' must hold one number in [0, 1] per label")
         if self.model.n_labels != len(labels):
             raise BundleError(f"{where}: the manifest lists {len(labels)} labels but the model has {self.model.n_labels}")
         if not all(isinstance(v, dict) for v in self.files.values()):
+        for name, record in (self.path_thresholds or {}).items():
+            if not _one_per_label(record.thresholds, len(labels)):
+                raise BundleError(f"{where}: path_thresholds.{name} must hold one number in [0, 1] per label")
             raise BundleError(f"{where}: 'files' must map file names to their size and sha256")
         paths = [("model.path", self.model.path)] + [(f"model.encoders[{i}].path", e.path)
                                                      for i, e in enumerate(self.model.encoders)]

@@ -19,8 +19,10 @@ import numpy as np
 from emoscope import bundle as bundle_io
 from emoscope import rowfiles
 from emoscope.errors import InputError
+from emoscope.fast_path import fast_thresholds
 from emoscope.fsutil import atomic_file
 from emoscope.models import EmotionModel, Runtime, load_model, pick_device
+from emoscope.models.fast_cpu import fast_model
 from emoscope.rowfiles import file_columns
 from emoscope.text import MAX_CHARS, check_text, detect_language, truncate
 from emoscope.thresholds import apply_thresholds
@@ -40,18 +42,26 @@ class Prediction:
 
 
 class Predictor:
-    """A loaded bundle ready to predict. ``device='auto'`` uses CUDA when present."""
+    """A loaded bundle ready to predict. ``device='auto'`` uses CUDA when present. ``fast``: score on
+    the fast CPU path (:mod:`emoscope.models.fast_cpu`) with the thresholds tuned for it
+    (:mod:`emoscope.fast_path`); such a Predictor scores texts and files, it does not explain."""
 
-    def __init__(self, bundle: str | Path, device: str = "auto", batch_size: int = 32, verify: bool = True):
+    def __init__(self, bundle: str | Path, device: str = "auto", batch_size: int = 32, verify: bool = True,
+                 fast: bool = False):
         self.path = Path(bundle)
         self.manifest = bundle_io.read_manifest(self.path, verify=verify)
         self.labels: list[str] = list(self.manifest.labels)
-        self.thresholds = np.asarray(self.manifest.thresholds, dtype=np.float32)
+        self.fast = fast
+        self.thresholds = np.asarray(fast_thresholds(self.path, self.manifest) if fast else self.manifest.thresholds,
+                                     dtype=np.float32)
+        device = "cpu" if fast and device == "auto" else device
         # Predict in the precision the bundle's thresholds were tuned in: a bundle trained in fp32
         # (on a CPU, or before bundles recorded it) stays fp32 on a GPU too; one trained in bf16 on
         # a GPU uses bf16 where the device has it (None = the device's default), fp32 elsewhere.
         precision = None if self.manifest.precision == "bf16" else "fp32"
         self.model: EmotionModel = load_model(self.path, self.manifest, Runtime(pick_device(device), precision, batch_size))
+        if fast:
+            self.model = fast_model(self.model)
 
     @property
     def name(self) -> str:

@@ -11,10 +11,10 @@ import argparse
 import sys
 import warnings
 
-from emoscope.cli import data, evaluate, explain, models, predict, train
+from emoscope.cli import data, evaluate, explain, models, predict, train, tune_fast
 from emoscope.errors import EmoScopeError
 
-COMMANDS = (train, evaluate, predict, explain, data, models)  # the order ``emoscope --help`` lists them in
+COMMANDS = (train, evaluate, predict, tune_fast, explain, data, models)  # the order ``emoscope --help`` lists them in
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from emoscope.distributed import current_world  # torch: only once the command runs a model
 
     world = current_world()  # several processes under accelerate launch: each scores a share of --input
-    predictor = Predictor(args.model, device=str(world.device()))
+    predictor = Predictor(args.model, device=str(world.device()), fast=args.fast)
     if args.text is not None:
         [result] = predictor.predict([args.text])
         if args.json:
@@ -58,5 +58,7 @@ def add_parser(sub) -> None:
     p.add_argument("--text-column", default="text", help="column (or JSON field) holding the text (default: text)")
     p.add_argument("--chunk-size", type=int, default=512, help="rows per chunk; memory stays bounded by it")
     p.add_argument("--json", action="store_true", help="print the --text result as JSON")
+    p.add_argument("--fast", action="store_true", help="score on the fast CPU path (ONNX Runtime) with the "
+                   "thresholds tuned for it (emoscope tune-fast adds them to a bundle)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
