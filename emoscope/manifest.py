@@ -136,7 +136,6 @@ class ModelSpec:
 
 
 @dataclass(kw_only=True)
-@dataclass(kw_only=True)
 class PathThresholds:
     """Thresholds tuned on the bundle's validation texts for one scoring path other than the one
     that trained it (the bundle's own ``thresholds`` are the training path's: torch, in
@@ -154,6 +153,7 @@ class PathThresholds:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(kw_only=True)
 class Manifest:
     """A bundle's manifest (see ``docs/ARCHITECTURE.md``, "Bundle format")."""
 
@@ -172,16 +172,16 @@ class Manifest:
     training: dict[str, Any] = field(default_factory=dict)
     library_versions: dict[str, str] | None = None
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
     path_thresholds: dict[str, PathThresholds] | None = None  # by scoring path, e.g. "onnxruntime"
+    extra: dict[str, Any] = field(default_factory=dict)
 
-    @classmethod
     def __post_init__(self) -> None:
         if isinstance(self.path_thresholds, dict):
             self.path_thresholds = {
                 name: r if isinstance(r, PathThresholds) else _record_from(PathThresholds, r, f"path_thresholds.{name}")
                 for name, r in self.path_thresholds.items()}
 
+    @classmethod
     def from_dict(cls, raw: Any, where: str = "manifest.json") -> Manifest:
         """Validate and type a manifest's JSON; ``BundleError`` naming the first thing wrong."""
         if not isinstance(raw, dict):
@@ -202,10 +202,10 @@ class Manifest:
             raise BundleError(f"{where}: 'thresholds' must hold one number in [0, 1] per label")
         if self.model.n_labels != len(labels):
             raise BundleError(f"{where}: the manifest lists {len(labels)} labels but the model has {self.model.n_labels}")
-        if not all(isinstance(v, dict) for v in self.files.values()):
         for name, record in (self.path_thresholds or {}).items():
             if not _one_per_label(record.thresholds, len(labels)):
                 raise BundleError(f"{where}: path_thresholds.{name} must hold one number in [0, 1] per label")
+        if not all(isinstance(v, dict) for v in self.files.values()):
             raise BundleError(f"{where}: 'files' must map file names to their size and sha256")
         paths = [("model.path", self.model.path)] + [(f"model.encoders[{i}].path", e.path)
                                                      for i, e in enumerate(self.model.encoders)]
