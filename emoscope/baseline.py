@@ -10,14 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.exceptions import NotFittedError
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 
 from emoscope.errors import ConfigError
 from emoscope.thresholds import apply_thresholds, tune_thresholds
+from emoscope.tfidf import TfidfModel
 
 __all__ = ["TfidfBaseline"]
 
@@ -26,7 +24,9 @@ class TfidfBaseline:
     """TF-IDF (word 1-2-grams + char_wb 2-5-grams, sublinear tf) and one-vs-rest logistic regression.
 
     Each label gets its own ``LogisticRegression(class_weight="balanced")``, which re-weights the
-    rare positives of that label. Texts are lower-cased and otherwise used as given.
+    rare positives of that label. Texts are lower-cased and otherwise used as given. The fitted
+    model is a :class:`~emoscope.tfidf.TfidfModel` (``model_``), the same model the stack's
+    TF-IDF base holds.
 
     Args:
         min_df: a word or character n-gram must occur in this many training texts to be a feature;
@@ -63,50 +63,23 @@ class TfidfBaseline:
 
         oof = np.zeros(y.shape, dtype=np.float64)
         for train_idx, held_idx in KFold(cv_folds, shuffle=True, random_state=seed).split(texts):
-            fold = self._fit_models([texts[i] for i in train_idx], y[train_idx])
-            oof[held_idx] = self._proba(fold, [texts[i] for i in held_idx])
+            fold = self._fit_model([texts[i] for i in train_idx], y[train_idx])
+            oof[held_idx] = fold.predict_proba([texts[i] for i in held_idx])
         self.oof_probs_ = oof
         self.thresholds_ = tune_thresholds(y, oof)
-        self._models = self._fit_models(texts, y)
+        self.model_ = self._fit_model(texts, y)
         self.n_labels_ = y.shape[1]
         return self
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Probability of each label for each text, ``[n, L]`` float64."""
-        if not hasattr(self, "_models"):
+        if not hasattr(self, "model_"):
             raise NotFittedError("this TfidfBaseline is not fitted yet; call fit(texts, Y) first")
-        return self._proba(self._models, list(texts))
+        return self.model_.predict_proba(list(texts))
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         """0/1 labels ``[n, L]`` (``uint8``) using the tuned ``thresholds_``."""
         return apply_thresholds(self.predict_proba(texts), self.thresholds_)
 
-    def _vectorizers(self) -> list[TfidfVectorizer]:
-        common = dict(lowercase=True, sublinear_tf=True, min_df=self.min_df, dtype=np.float32)
-        return [
-            TfidfVectorizer(analyzer="word", ngram_range=(1, 2), **common),
-            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), **common),
-        ]
-
-    def _fit_models(self, texts: list[str], y: np.ndarray) -> tuple[list[TfidfVectorizer], list]:
-        vectorizers = self._vectorizers()
-        x = sp.hstack([v.fit_transform(texts) for v in vectorizers], format="csr")
-        classifiers: list[LogisticRegression | float] = []
-        for j in range(y.shape[1]):
-            column = y[:, j]
-            if column.min() == column.max():
-                # A label that is all 0 (or all 1) in these texts: predict that constant.
-                classifiers.append(float(column[0]))
-                continue
-            clf = LogisticRegression(C=self.C, class_weight="balanced", max_iter=self.max_iter)
-            classifiers.append(clf.fit(x, column))
-        return vectorizers, classifiers
-
-    @staticmethod
-    def _proba(models: tuple[list[TfidfVectorizer], list], texts: list[str]) -> np.ndarray:
-        vectorizers, classifiers = models
-        x = sp.hstack([v.transform(texts) for v in vectorizers], format="csr")
-        out = np.empty((len(texts), len(classifiers)), dtype=np.float64)
-        for j, clf in enumerate(classifiers):
-            out[:, j] = clf if isinstance(clf, float) else clf.predict_proba(x)[:, 1]
-        return out
+    def _fit_model(self, texts: list[str], y: np.ndarray) -> TfidfModel:
+        return TfidfModel.fit(texts, y, min_df=self.min_df, C=self.C, max_iter=self.max_iter)

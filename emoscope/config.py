@@ -10,38 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from emoscope.errors import ConfigError
 from emoscope.losses import LossConfig, loss_names  # the [loss] section lives with the losses it names
+from emoscope.recipe_tables import build, check_seed, reject_unknown, require_finite, typed
 from emoscope.text import NormalizerConfig
 
-__all__ = ["DataConfig", "EncoderConfig", "LossConfig", "MetaConfig", "RunConfig", "StackConfig", "ThresholdConfig",
+__all__ = ["BaseConfig", "DataConfig", "EncoderConfig", "LossConfig", "MetaConfig", "RunConfig", "StackConfig", "ThresholdConfig",
            "TrainingConfig", "load_config"]
 
 POOLINGS = ("cls", "mean")
 WORD_POOLINGS = ("mean", "first")
 META_POOLINGS = ("attention", "max", "mean")
-SEED_LIMIT = 2**32  # seeds are whole numbers in [0, 2^32): NumPy's generators take no others
-
-
-def _require_finite(section: Any, where: str) -> None:
-    """``ConfigError`` for a float field that is inf or NaN (TOML has both; no option means either)."""
-    for f in dataclasses.fields(section):
-        value = getattr(section, f.name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{where}.{f.name} must be a finite number, got {value}")
-
-
-def _check_seed(seed: Any, where: str) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
-        raise ConfigError(f"{where} must be a whole number from 0 to {SEED_LIMIT - 1}, got {seed!r}")
 
 
 @dataclass(frozen=True)
@@ -55,6 +39,9 @@ class DataConfig:
     combined over the union of their labels, and a label a dataset does not annotate is masked
     out of the loss, the thresholds and the metrics (e.g. SemEval-2018 ar + en in one model).
     ``max_train``/``max_validation`` cut each set to a seeded, stratified subset (for smoke runs).
+    ``extra_train``: more training data, added after the hold-out is taken and restricted to
+    ``train``'s labels (a label of ``train`` an extra set lacks is masked for its texts), so a model of one target
+    trains on, e.g., every Arabic set while its validation, thresholds and labels stay the target's.
     """
 
     train: str | tuple[str, ...]
@@ -64,9 +51,10 @@ class DataConfig:
     max_train: int | None = None
     max_validation: int | None = None
     max_eval: int | None = None
+    extra_train: str | tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("train", "validation", "eval"):
+        for name in ("train", "validation", "eval", "extra_train"):
             value = getattr(self, name)
             specs = (value,) if isinstance(value, str) else value
             if value is not None and (not specs or any(not spec.strip() for spec in specs)):
@@ -79,6 +67,10 @@ class DataConfig:
             value = getattr(self, name)
             if value is not None and value < 2:
                 raise ConfigError(f"data.{name} must be at least 2, got {value}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The section as a table (``extra_train`` only when set: older recipes record what they did)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "extra_train" or v is not None}
 
     @property
     def holdout_fraction(self) -> float | None:
@@ -115,7 +107,7 @@ class EncoderConfig:
         return self.name or self.source.rstrip("/").split("/")[-1]
 
     def __post_init__(self) -> None:
-        _require_finite(self, "encoder")
+        require_finite(self, "encoder")
         if self.name and not all(c.isalnum() or c in "-_." for c in self.name):
             raise ConfigError(f"encoder.name '{self.name}' may hold only letters, digits, '-', '_' and '.'")
         if not self.source.strip():
@@ -127,7 +119,7 @@ class EncoderConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"encoder.dropout must be in [0, 1), got {self.dropout}")
         if self.seed is not None:
-            _check_seed(self.seed, "encoder.seed")
+            check_seed(self.seed, "encoder.seed")
 
 
 @dataclass(frozen=True)
@@ -148,8 +140,8 @@ class TrainingConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        _require_finite(self, "training")
-        _check_seed(self.seed, "training.seed")
+        require_finite(self, "training")
+        check_seed(self.seed, "training.seed")
         checks = [
             (0 < self.lr <= 1, f"training.lr must be > 0 and at most 1, got {self.lr}"),
             (self.head_lr is None or 0 < self.head_lr <= 1, f"training.head_lr must be > 0 and at most 1, got {self.head_lr}"),
@@ -176,7 +168,7 @@ class ThresholdConfig:
     fallback: float = 0.5
 
     def __post_init__(self) -> None:
-        _require_finite(self, "thresholds")
+        require_finite(self, "thresholds")
         if not 0.0 < self.fallback < 1.0:
             raise ConfigError(f"thresholds.fallback must be in (0, 1), got {self.fallback}")
 
@@ -209,6 +201,37 @@ class StackConfig:
             raise ConfigError(f"stack.finetune_loss must be one of {', '.join(loss_names())}, got '{self.finetune_loss}'")
 
 
+BASE_KINDS = ("tfidf",)
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    """A stack's base model that reads the text itself (``[[bases]]``). ``kind = "tfidf"``: the
+    TF-IDF n-gram + logistic regression reference (:class:`~emoscope.tfidf.TfidfModel`) over the
+    stack's words; its logits, out of fold for training texts (the stack's folds, 5 when
+    ``stack.folds = 0``), join the meta-learner's weighted sum of base classifiers' logits."""
+
+    kind: str
+    name: str = ""
+    min_df: int = 2
+    C: float = 1.0
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+    def __post_init__(self) -> None:
+        require_finite(self, "bases")
+        if self.kind not in BASE_KINDS:
+            raise ConfigError(f"bases.kind must be one of {', '.join(BASE_KINDS)}, got '{self.kind}'")
+        if self.name and not all(c.isalnum() or c in "-_." for c in self.name):
+            raise ConfigError(f"bases.name '{self.name}' may hold only letters, digits, '-', '_' and '.'")
+        if self.min_df < 1:
+            raise ConfigError(f"bases.min_df must be at least 1, got {self.min_df}")
+        if not self.C > 0:
+            raise ConfigError(f"bases.C must be > 0, got {self.C}")
+
+
 @dataclass(frozen=True)
 class MetaConfig:
     """The Bi-LSTM meta-learner (stage 3) and how it trains."""
@@ -229,7 +252,7 @@ class MetaConfig:
     patience: int = 6
 
     def __post_init__(self) -> None:
-        _require_finite(self, "meta")
+        require_finite(self, "meta")
         checks = [
             (1 <= self.hidden_size <= 4096, f"meta.hidden_size must be in 1..4096, got {self.hidden_size}"),
             (1 <= self.layers <= 8, f"meta.layers must be in 1..8, got {self.layers}"),
@@ -263,9 +286,10 @@ class RunConfig:
     thresholds: ThresholdConfig = field(default_factory=ThresholdConfig)
     stack: StackConfig | None = None
     meta: MetaConfig = field(default_factory=MetaConfig)
+    bases: tuple[BaseConfig, ...] = ()  # stacked: base models that read the text (TF-IDF)
 
     def __post_init__(self) -> None:
-        _require_finite(self.loss, "loss")  # the [loss] section's own checks are about ranges
+        require_finite(self.loss, "loss")  # the [loss] section's own checks are about ranges
         if not self.name.strip():
             raise ConfigError("name: a recipe needs a name")
         if not self.encoders:
@@ -273,11 +297,13 @@ class RunConfig:
         if self.stack is None and len(self.encoders) != 1:
             raise ConfigError(f"encoders: {len(self.encoders)} encoders need a [stack] section (a single-encoder "
                               "recipe has exactly one)")
-        names = [e.label for e in self.encoders]
+        if self.bases and self.stack is None:
+            raise ConfigError("bases: [[bases]] are base models of a stacked ensemble; add a [stack] section too")
+        names = [e.label for e in self.encoders] + [b.label for b in self.bases]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ConfigError(f"encoders: the name(s) {', '.join(duplicates)} appear twice; give each encoder a "
-                              "distinct name = \"...\"")
+            raise ConfigError(f"encoders: the name(s) {', '.join(duplicates)} appear twice; give each encoder (and "
+                              "base) a distinct name = \"...\"")
 
     @property
     def kind(self) -> str:
@@ -292,7 +318,7 @@ class RunConfig:
         out: dict[str, Any] = {
             "name": self.name,
             "description": self.description,
-            "data": dataclasses.asdict(self.data),
+            "data": self.data.to_dict(),
             "encoders": [dataclasses.asdict(e) for e in self.encoders],
             "text": self.text.to_dict(),
             "training": dataclasses.asdict(self.training),
@@ -302,14 +328,17 @@ class RunConfig:
         if self.stack is not None:
             out["stack"] = dataclasses.asdict(self.stack)
             out["meta"] = dataclasses.asdict(self.meta)
+        if self.bases:  # absent when there are none, so older recipes record what they always did
+            out["bases"] = [dataclasses.asdict(b) for b in self.bases]
         return out
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
         if not isinstance(raw, dict):
             raise ConfigError("a recipe must be a table of sections")
-        known = {"name", "description", "data", "encoders", "text", "training", "loss", "thresholds", "stack", "meta"}
-        _reject_unknown(raw, known, "recipe")
+        known = {"name", "description", "data", "encoders", "text", "training", "loss", "thresholds", "stack", "meta",
+                 "bases"}
+        reject_unknown(raw, known, "recipe")
         if "data" not in raw:
             raise ConfigError("recipe: missing [data] section")
         if "meta" in raw and "stack" not in raw:
@@ -317,21 +346,25 @@ class RunConfig:
         encoders = raw.get("encoders")
         if not isinstance(encoders, list) or not encoders:
             raise ConfigError("recipe: missing [[encoders]] (give at least one encoder with a source)")
+        bases = raw.get("bases", [])
+        if not isinstance(bases, list):
+            raise ConfigError("recipe: bases must be an array of tables ([[bases]] kind = \"tfidf\")")
         try:
             text = NormalizerConfig.from_dict(raw.get("text", {}))
         except TypeError as exc:
             raise ConfigError(f"text: {exc}") from exc
         return cls(
-            name=_typed(raw.get("name", ""), str, "name"),
-            description=_typed(raw.get("description", ""), str, "description"),
-            data=_build(DataConfig, raw["data"], "data"),
-            encoders=tuple(_build(EncoderConfig, e, f"encoders[{i}]") for i, e in enumerate(encoders)),
+            name=typed(raw.get("name", ""), str, "name"),
+            description=typed(raw.get("description", ""), str, "description"),
+            data=build(DataConfig, raw["data"], "data"),
+            encoders=tuple(build(EncoderConfig, e, f"encoders[{i}]") for i, e in enumerate(encoders)),
             text=text,
-            training=_build(TrainingConfig, raw.get("training", {}), "training"),
-            loss=_build(LossConfig, raw.get("loss", {}), "loss"),
-            thresholds=_build(ThresholdConfig, raw.get("thresholds", {}), "thresholds"),
-            stack=_build(StackConfig, raw["stack"], "stack") if "stack" in raw else None,
-            meta=_build(MetaConfig, raw.get("meta", {}), "meta"),
+            training=build(TrainingConfig, raw.get("training", {}), "training"),
+            loss=build(LossConfig, raw.get("loss", {}), "loss"),
+            thresholds=build(ThresholdConfig, raw.get("thresholds", {}), "thresholds"),
+            stack=build(StackConfig, raw["stack"], "stack") if "stack" in raw else None,
+            meta=build(MetaConfig, raw.get("meta", {}), "meta"),
+            bases=tuple(build(BaseConfig, b, f"bases[{i}]") for i, b in enumerate(bases)),
         )
 
     def replace(self, **sections: Any) -> RunConfig:
@@ -355,46 +388,3 @@ def load_config(path: str | Path) -> RunConfig:
         return RunConfig.from_dict(raw)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-
-
-def _reject_unknown(raw: dict[str, Any], known: set[str], where: str) -> None:
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-
-
-def _build(cls: type, raw: Any, where: str) -> Any:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a table, got {type(raw).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    _reject_unknown(raw, set(fields), where)
-    hints = typing.get_type_hints(cls)
-    values = {name: _typed(value, hints[name], f"{where}.{name}") for name, value in raw.items()}
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-    except ConfigError as exc:
-        raise ConfigError(str(exc)) from exc
-
-
-def _typed(value: Any, hint: Any, where: str) -> Any:
-    """Check a raw value against a simple type hint (str, int, float, bool, X | None)."""
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
-    if value is None and type(None) in options:
-        return None
-    for option in options:
-        if (typing.get_origin(option) is tuple and isinstance(value, (list, tuple))
-                and all(isinstance(v, str) for v in value)):
-            return tuple(value)
-        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise ConfigError(f"{where}: expected a finite number, got {value!r}")
-            return float(value)
-        if option is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if option in (str, bool) and isinstance(value, option):
-            return value
-    names = " or ".join("a list of strings" if typing.get_origin(o) is tuple else getattr(o, "__name__", str(o))
-                        for o in options)
-    raise ConfigError(f"{where}: expected {names}, got {value!r}")

@@ -126,6 +126,7 @@ class ModelSpec:
     folds: int | None = None  # stacked
     meta: dict[str, Any] | None = None  # stacked: the MetaConfig and input_sizes
     encoders: list[EncoderEntry]
+    bases: list[dict[str, Any]] | None = None  # stacked: base models reading the text ({kind, name, path})
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -209,6 +210,10 @@ class Manifest:
             raise BundleError(f"{where}: 'files' must map file names to their size and sha256")
         paths = [("model.path", self.model.path)] + [(f"model.encoders[{i}].path", e.path)
                                                      for i, e in enumerate(self.model.encoders)]
+        for i, base in enumerate(self.model.bases or []):
+            if not isinstance(base, dict) or not isinstance(base.get("path"), str):
+                raise BundleError(f"{where}: model.bases[{i}] must be an object with a path")
+            paths.append((f"model.bases[{i}].path", base["path"]))
         for name, path in paths:
             if not _inside(path):
                 raise BundleError(f"{where}: {name} '{path}' points outside the bundle; a bundle loads only its own files")

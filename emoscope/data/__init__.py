@@ -1,7 +1,8 @@
 """Emotion datasets: the `Dataset` type, file readers, dataset specs, splitting, and the data a
 recipe trains on.
 
-- `dataset`: `Dataset` (texts + multi-hot labels), `combine` (with a label mask), `align_labels`
+- `dataset`: `Dataset` (texts + multi-hot labels), `combine` (with a label mask), `align_labels`,
+  `restrict_labels` (extra training data over a target's labels)
 - `tables`: low-level delimited-file reading and its line-numbered `DataError`s
 - `readers`: BRIGHTER CSV, SemEval-2018 E-c TSV, GoEmotions TSV, generic `read_table`
 - `specs`: spec strings ("brighter:ary:train"), `default_data_root`, `load_dataset`
@@ -11,7 +12,7 @@ recipe trains on.
 Everything public is re-exported here: `from emoscope.data import load_dataset`.
 """
 
-from emoscope.data.dataset import LANGUAGES, Dataset, align_labels, combine
+from emoscope.data.dataset import LANGUAGES, Dataset, align_labels, combine, restrict_labels
 from emoscope.data.readers import (
     BRIGHTER_LANGUAGES,
     read_brighter,
@@ -47,6 +48,7 @@ __all__ = [
     "read_goemotions",
     "read_semeval2018",
     "read_table",
+    "restrict_labels",
     "split_dataset",
     "stratified_subset",
     "train_dev",

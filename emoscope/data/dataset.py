@@ -171,6 +171,23 @@ def align_labels(ds: Dataset, label_names: list[str]) -> Dataset:
     )
 
 
+def restrict_labels(ds: Dataset, label_names: list[str]) -> Dataset:
+    """`ds` over exactly `label_names`: its other labels dropped, and the ones it lacks 0 and
+    masked (False in `label_mask`: not annotated, rather than absent). For extra training data
+    of one target (`data.extra_train`): it teaches the target's labels it annotates, nothing else."""
+    if ds.label_names == label_names:
+        return ds
+    labels = np.zeros((len(ds), len(label_names)), dtype=np.uint8)
+    mask = np.zeros((len(ds), len(label_names)), dtype=bool)
+    for j, name in enumerate(label_names):
+        if name in ds.label_names:
+            k = ds.label_names.index(name)
+            labels[:, j] = ds.labels[:, k]
+            mask[:, j] = True if ds.label_mask is None else ds.label_mask[:, k]
+    return Dataset(texts=ds.texts, labels=labels, label_names=list(label_names), language=ds.language, name=ds.name,
+                   ids=ds.ids, dropped=ds.dropped, label_mask=None if mask.all() else mask)
+
+
 def combine(datasets: Sequence[Dataset]) -> Dataset:
     """Stack datasets over the union of their label names (in order of first appearance).
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from emoscope.data.dataset import Dataset, align_labels, combine
+from emoscope.data.dataset import Dataset, align_labels, combine, restrict_labels
 from emoscope.data.specs import load_dataset
 from emoscope.data.split import iterative_stratified_split, split_dataset
 
@@ -49,7 +49,8 @@ def load_specs(specs: str | Sequence[str], data_root: str | None) -> tuple[Datas
 
 
 def load_training_data(config: RunConfig) -> TrainingData:
-    """Train / validation / eval sets as the recipe describes them."""
+    """Train / validation / eval sets as the recipe describes them (``extra_train`` joins the
+    training set after the hold-out and the ``max_train`` cut, over the training labels)."""
     d = config.data
     seed = config.training.seed
     train, languages = load_specs(d.train, d.data_root)
@@ -58,8 +59,13 @@ def load_training_data(config: RunConfig) -> TrainingData:
     else:
         validation = align_labels(load_specs(d.validation, d.data_root)[0], train.label_names)
     evaluation = align_labels(load_specs(d.eval, d.data_root)[0], train.label_names) if d.eval else None
+    train = stratified_subset(train, d.max_train, seed)
+    if d.extra_train:
+        extra, extra_languages = load_specs(d.extra_train, d.data_root)
+        train = combine([train, restrict_labels(extra, train.label_names)])
+        languages = sorted({*languages, *extra_languages})
     return TrainingData(
-        train=stratified_subset(train, d.max_train, seed),
+        train=train,
         validation=stratified_subset(validation, d.max_validation, seed),
         eval=stratified_subset(evaluation, d.max_eval, seed) if evaluation is not None else None,
         languages=languages,

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from emoscope.errors import InputError
+from emoscope.explain.coverage import coverage
 from emoscope.explain.model import ExplainModel, as_explain_model
 from emoscope.explain.params import ParamSpec, check_specs, check_value
 from emoscope.explain.results import Explanation, LabelExplanation
@@ -153,6 +154,7 @@ def explain(model: Any, text: str, method: str = "ig", labels: Sequence[str] | s
     if on_progress is not None:
         on_progress(1.0)
     runtime = time.perf_counter() - started
+    diagnostics = {**diagnostics, **coverage(model, method)}  # what the scores cover (text bases)
     per_label = {model.labels[j]: LabelExplanation(model.labels[j], float(probs[j]), [float(x) for x in scores[r]])
                  for r, j in enumerate(indices)}
     return Explanation(text, words, method, params, per_label, runtime, diagnostics, extra)

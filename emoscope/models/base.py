@@ -56,6 +56,12 @@ class EmotionModel(nn.Module):
         raise NotImplementedError
 
     @property
+    def text_base_names(self) -> list[str]:
+        """Base models that read the words themselves, not through an encoder (a stack's TF-IDF
+        base): gradients and attention do not reach them."""
+        return []
+
+    @property
     def max_length(self) -> int:
         """The longest token sequence any encoder reads."""
         return max(we.max_length for we in self.word_encoders)

@@ -115,13 +115,17 @@ def build_meta(input_sizes: Sequence[int], n_labels: int, cfg: MetaConfig, n_bas
 
 
 def save_meta(meta: MetaLearner, path: Path, labels: Sequence[str], fingerprints: Sequence[str],
-              base_encoders: Sequence[int] = ()) -> None:
-    """``base_encoders``: indices of the encoders whose classifier logits the meta-learner reads."""
-    save_file({k: v.detach().cpu().contiguous() for k, v in meta.state_dict().items()}, str(path),
-              metadata={"labels": json.dumps(list(labels), ensure_ascii=False),
-                        "encoder_fingerprints": json.dumps(list(fingerprints)),
-                        "input_sizes": json.dumps(meta.input_sizes),
-                        "base_encoders": json.dumps([int(i) for i in base_encoders])})
+              base_encoders: Sequence[int] = (), text_bases: Sequence[str] = ()) -> None:
+    """``base_encoders``: indices of the encoders whose classifier logits the meta-learner reads;
+    ``text_bases``: names of the ``[[bases]]`` whose logits it reads after theirs (recorded only
+    when there are any, so a stack without them writes the file it always wrote)."""
+    metadata = {"labels": json.dumps(list(labels), ensure_ascii=False),
+                "encoder_fingerprints": json.dumps(list(fingerprints)),
+                "input_sizes": json.dumps(meta.input_sizes),
+                "base_encoders": json.dumps([int(i) for i in base_encoders])}
+    if text_bases:
+        metadata["text_bases"] = json.dumps(list(text_bases), ensure_ascii=False)
+    save_file({k: v.detach().cpu().contiguous() for k, v in meta.state_dict().items()}, str(path), metadata=metadata)
 
 
 @dataclass
@@ -133,6 +137,7 @@ class MetaFile:
     fingerprints: list[str]
     input_sizes: list[int]
     base_encoders: list[int]
+    text_bases: list[str] = dataclasses.field(default_factory=list)
 
 
 def read_meta(path: Path) -> MetaFile:
@@ -145,7 +150,8 @@ def read_meta(path: Path) -> MetaFile:
         raise BundleError(f"cannot read the meta-learner {path}: {exc}") from exc
     return MetaFile(state, json.loads(metadata.get("labels", "null")) or [],
                     json.loads(metadata.get("encoder_fingerprints", "[]")),
-                    json.loads(metadata.get("input_sizes", "[]")), json.loads(metadata.get("base_encoders", "[]")))
+                    json.loads(metadata.get("input_sizes", "[]")), json.loads(metadata.get("base_encoders", "[]")),
+                    json.loads(metadata.get("text_bases", "[]")))
 
 
 def meta_config(settings: dict) -> MetaConfig:

@@ -26,6 +26,7 @@ from emoscope.models.classifier import TOKEN_POOLINGS, load_head, pool_tokens, r
 from emoscope.models.fingerprint import weights_fingerprint
 from emoscope.models.meta import MetaLearner, build_meta, gradient_ready, meta_config, read_meta
 from emoscope.models.runtime import batched_probs
+from emoscope.tfidf import TfidfModel, text_of_words
 from emoscope.words import WordEncoder, pool_words
 
 Head = tuple[nn.Module, str]
@@ -39,9 +40,11 @@ class StackedModel(EmotionModel):
 
     def __init__(self, encoders: Sequence[nn.Module], word_encoders: Sequence[WordEncoder], meta: MetaLearner,
                  word_pooling: str = "mean", names: Sequence[str] = (),
-                 heads: Sequence[Head | None] | None = None, fine_tuned: Sequence[bool] | None = None):
+                 heads: Sequence[Head | None] | None = None, fine_tuned: Sequence[bool] | None = None,
+                 text_bases: Sequence[tuple[str, TfidfModel]] = ()):
         """``heads``: per encoder, its stage-1 classifier head and token pooling, or None; the
-        meta-learner reads the logits of the encoders that have one (``meta.n_base`` of them)."""
+        meta-learner reads the logits of the encoders that have one, then those of the
+        ``text_bases`` (name, model: bases that read the words themselves), ``meta.n_base`` in all."""
         names = list(names) or [f"encoder{i}" for i in range(len(encoders))]
         super().__init__(word_encoders, names, fine_tuned if fine_tuned is not None else [True] * len(encoders))
         self.encoder_list = nn.ModuleList(encoders)
@@ -50,8 +53,10 @@ class StackedModel(EmotionModel):
         heads = list(heads) if heads is not None else [None] * len(encoders)
         self.heads = nn.ModuleList(h[0] if h is not None else nn.Identity() for h in heads)
         self.head_pooling = [h[1] if h is not None else None for h in heads]
-        if sum(h is not None for h in heads) != meta.n_base:
-            raise ValueError(f"the meta-learner reads {meta.n_base} base classifiers; {sum(h is not None for h in heads)} heads given")
+        self.text_bases = list(text_bases)
+        given = sum(h is not None for h in heads) + len(self.text_bases)
+        if given != meta.n_base:
+            raise ValueError(f"the meta-learner reads {meta.n_base} base classifiers; {given} heads and text bases given")
         self._gradient_meta: MetaLearner | None = None
 
     @property
@@ -61,6 +66,22 @@ class StackedModel(EmotionModel):
     @property
     def n_labels(self) -> int:
         return self.meta.n_labels
+
+    @property
+    def text_base_names(self) -> list[str]:
+        return [name for name, _ in self.text_bases]
+
+    def encode_words(self, word_lists: Sequence[Sequence[str]]) -> tuple[list[Batch], torch.Tensor]:
+        """:meth:`EmotionModel.encode_words`; with text bases, their logits ``[B, n_text_bases * L]``
+        ride in the first encoder's batch as ``text_base_logits``, so whatever moves, expands or
+        slices the batches carries them along. They are constants of the text: no gradient
+        reaches them."""
+        batches, n_words = super().encode_words(word_lists)
+        if self.text_bases:
+            texts = [text_of_words(w) for w in word_lists]
+            logits = np.concatenate([model.logits(texts) for _, model in self.text_bases], axis=1)
+            batches[0]["text_base_logits"] = torch.from_numpy(logits.astype(np.float32))
+        return batches, n_words
 
     @property
     def gradient_meta(self) -> MetaLearner:
@@ -88,6 +109,8 @@ class StackedModel(EmotionModel):
                 parts.append(pool_words(hidden.float(), batch["word_index"], width, self.word_pooling))
                 if self.head_pooling[k] is not None:
                     base.append(self.heads[k](pool_tokens(hidden.float(), batch["attention_mask"], self.head_pooling[k])))
+        if self.text_bases:
+            base.append(batches[0]["text_base_logits"].float())
         meta = self.gradient_meta if for_gradients else self.meta
         with torch.autocast(parts[0].device.type, enabled=False):
             return meta(torch.cat(parts, dim=-1), n_words, return_features=return_features,
@@ -134,7 +157,9 @@ class StackedModel(EmotionModel):
             word_encoders.append(word_encoder)
             heads.append(_member_head(folder, root / entry.path, entry, saved.input_sizes[k], len(labels))
                          if k in saved.base_encoders else None)
-        meta = build_meta(saved.input_sizes, len(labels), meta_config(spec.meta), n_base=len(saved.base_encoders))
+        text_bases = _load_text_bases(folder, root, spec.bases or [], saved.text_bases, labels)
+        meta = build_meta(saved.input_sizes, len(labels), meta_config(spec.meta),
+                          n_base=len(saved.base_encoders) + len(text_bases))
         try:
             meta.load_state_dict(saved.state)
         except RuntimeError as exc:
@@ -143,7 +168,22 @@ class StackedModel(EmotionModel):
         meta.eval()
         return cls(encoders, word_encoders, meta, spec.word_pooling or "mean",
                    [e.name or f"encoder{i}" for i, e in enumerate(entries)], heads,
-                   [e.fine_tuned for e in entries])
+                   [e.fine_tuned for e in entries], text_bases)
+
+
+def _load_text_bases(folder: Path, root: Path, entries: list[dict[str, Any]], saved: list[str],
+                     labels: list[str]) -> list[tuple[str, TfidfModel]]:
+    """The bundle's text bases (``model.bases``), refused unless they are the ones the
+    meta-learner was trained to read, in its order."""
+    names = [str(e.get("name")) for e in entries]
+    if names != saved:
+        raise BundleError(f"{folder}: the manifest lists the text bases [{', '.join(names)}] but the meta-learner "
+                          f"reads [{', '.join(saved)}]; the bundle was edited")
+    for entry in entries:
+        if entry.get("kind") != "tfidf":
+            raise BundleError(f"{folder}: text base {entry.get('name')} is of kind {entry.get('kind')!r}; this "
+                              "EmoScope version knows only 'tfidf'")
+    return [(str(e["name"]), TfidfModel.load(root / e["path"], labels)) for e in entries]
 
 
 def _load_member(folder: Path, root: Path, k: int, entry: Any, saved: Any, manifest: Any) -> tuple[nn.Module, WordEncoder]:

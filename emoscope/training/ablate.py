@@ -53,8 +53,9 @@ def variants(config: RunConfig, folds: bool) -> list[dict[str, Any]]:
     names = [e.label for e in config.encoders]
     hybrid = _hybrid(config)
     out = []
-    if len(names) > 1:
-        out += [{"name": f"{n} alone → meta-learner (hybrid)", "encoders": [n], "loss": hybrid} for n in names]
+    if len(names) > 1 or config.bases:  # an encoder alone reads no text base either
+        out += [{"name": f"{n} alone → meta-learner (hybrid)", "encoders": [n], "loss": hybrid, "text_bases": []}
+                for n in names]
     out += [
         {"name": "stack, BCE", "loss": LossConfig(name="bce")},
         {"name": "stack, weighted BCE", "loss": LossConfig(name="weighted_bce", max_weight=hybrid.max_weight)},
@@ -66,6 +67,8 @@ def variants(config: RunConfig, folds: bool) -> list[dict[str, Any]]:
     ]
     if config.meta.base_logits:
         out.append({"name": "hybrid − base-classifier logits", "loss": hybrid, "base": False})
+    out += [{"name": f"hybrid − {b.label} base", "loss": hybrid, "text_bases": [c.label for c in config.bases if c != b]}
+            for b in config.bases]
     if folds:
         out.append({"name": "hybrid, naive stacking", "loss": hybrid, "naive": True})
     for v in out:
@@ -166,9 +169,11 @@ def run_variant(config: RunConfig, variant: dict[str, Any], stacked: StackInputs
                 device: torch.device, log: Logger) -> VariantRuns:
     """Train ``variant``'s meta-learner once per seed and score each."""
     names, use_base = variant["encoders"], variant.get("base", True)
-    selection = MetaSelection.of(stacked, names, scoring.data, naive=variant.get("naive", False), base=use_base)
+    text_bases = variant.get("text_bases")  # None: every [[bases]] entry
+    selection = MetaSelection.of(stacked, names, scoring.data, naive=variant.get("naive", False), base=use_base,
+                                 text_bases=text_bases)
     scored_rows = stacked.select(names, scoring.split)
-    scored_base = stacked.select_base(names, scoring.split) if use_base else None
+    scored_base = stacked.select_base(names, scoring.split, text_bases=text_bases) if use_base else None
     runs = VariantRuns([], [], [], [])
     for s in range(seeds):
         fit = fit_meta(variant_config(config, variant["loss"], config.training.seed + s), selection, device=device,

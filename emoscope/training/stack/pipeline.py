@@ -73,8 +73,16 @@ def write_model(folder: Path, *, entries: list[EncoderEntry], loaded: list[tuple
         if entry.head:
             shutil.copyfile(stacked.base_models[entry.name].folder / "head.safetensors",
                             folder / entry.path / "head.safetensors")
+    for entry in text_base_entries(stacked):
+        stacked.text_bases[entry["name"]].full.model.save(folder / entry["path"], labels)
     save_meta(fit.meta, folder / "meta.safetensors", labels, [e.fingerprint for e in entries],
-              [k for k, e in enumerate(entries) if e.head])
+              [k for k, e in enumerate(entries) if e.head], list(stacked.text_bases))
+
+
+def text_base_entries(stacked: StackInputs) -> list[dict[str, Any]]:
+    """The manifest's ``model.bases``: each text base's kind, name, folder and settings."""
+    return [{"kind": b.config.kind, "name": name, "path": f"bases/{k}-{name}", "min_df": b.config.min_df,
+             "C": b.config.C, "folds": len(b.fold_fits)} for k, (name, b) in enumerate(stacked.text_bases.items())]
 
 
 def training_record(stacked: StackInputs, fit: MetaFit, seconds: float, device: torch.device) -> dict[str, Any]:
@@ -83,6 +91,8 @@ def training_record(stacked: StackInputs, fit: MetaFit, seconds: float, device: 
               "embed_seconds": round(stacked.stage_seconds["embed"], 1), "meta_seconds": round(fit.seconds, 1),
               "peak_rss_mb_after": {**{k: round(v, 1) for k, v in stacked.stage_peak_rss_mb.items()},
                                     "meta": round(peak_rss_mb(), 1)}}
+    if stacked.text_bases:
+        stages["bases_seconds"] = round(sum(b.seconds for b in stacked.text_bases.values()), 1)
     return {"best_epoch": fit.best_epoch, "epochs_run": len(fit.history), "seconds": round(seconds, 1),
             "stages": stages, **run_cost(device)}
 
@@ -114,7 +124,7 @@ def train_stack(config: RunConfig, output: str | Path, *, overwrite: bool = Fals
     model_spec = ModelSpec(kind=StackedModel.kind, path="model", n_labels=len(labels), max_words=config.stack.max_words,
                            word_pooling=config.stack.word_pooling, folds=config.stack.folds,
                            meta={**dataclasses.asdict(config.meta), "input_sizes": stacked.input_sizes},
-                           encoders=entries)
+                           encoders=entries, bases=text_base_entries(stacked) or None)
     manifest = build_manifest(config, data, fit.thresholds, model_spec, results,
                               training_record(stacked, fit, seconds, device))
     validation = bundle_io.ValidationData.of(data.validation, fit.val_probs)

@@ -157,7 +157,7 @@ def stage1_dir(work: Path, config: RunConfig, enc_cfg: EncoderConfig, train_ds: 
     encoder = {k: v for k, v in dataclasses.asdict(enc_cfg).items() if k != "name" and not (k == "seed" and v is None)}
     relevant = {"encoder": encoder, "training": dataclasses.asdict(config.training), "text": config.text.to_dict(),
                 "folds": config.stack.folds, "finetune_loss": config.stack.finetune_loss,
-                "train": train_ds.fingerprint(), "validation": dataclasses.asdict(config.data)}
+                "train": train_ds.fingerprint(), "validation": config.data.to_dict()}
     digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
     return work / "stage1" / f"{enc_cfg.label}-{digest}"
 

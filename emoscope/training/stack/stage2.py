@@ -40,6 +40,7 @@ from emoscope.training.stack.embeddings import (EmbeddingCache, RaggedRows, embe
                                                 encoder_key, head_key, one_row_per_text)
 from emoscope.training.stack.leakage import check_not_trained_on
 from emoscope.training.stack.stage1 import StackTexts, StageOne, StageOneModel, run_stage1, work_folder
+from emoscope.training.stack.text_bases import TextBase, fit_text_bases
 from emoscope.words import WordEncoder
 
 Pieces = dict[str, list[tuple[RaggedRows, np.ndarray]]]
@@ -64,6 +65,9 @@ class StackInputs:
     # fine-tuned encoder name -> split ("train", "train-naive", "validation", "eval") -> logits of
     # its stage-1 classifier, one row per text (out-of-fold for "train"); empty unless meta.base_logits
     base_logits: dict[str, dict[str, RaggedRows]] = dataclasses.field(default_factory=dict)
+    # [[bases]] name -> its fits and logits per split (out-of-fold for "train"); the meta-learner
+    # adds them, after the encoders' classifiers, to its weighted sum of base logits
+    text_bases: dict[str, TextBase] = dataclasses.field(default_factory=dict)
 
     def select(self, names: Sequence[str], split: str, naive: bool = False) -> RaggedRows:
         table = {"train": (self.train_naive if naive or self.train_oof is None else self.train_oof),
@@ -76,13 +80,17 @@ class StackInputs:
         """Of ``names``, the encoders whose stage-1 classifier logits the meta-learner can read."""
         return [n for n in names if n in self.base_logits]
 
-    def select_base(self, names: Sequence[str], split: str, naive: bool = False) -> np.ndarray | None:
-        """``[n, len(base_names) * L]``: the base classifiers' logits, concatenated; None if none."""
+    def select_base(self, names: Sequence[str], split: str, naive: bool = False,
+                    text_bases: Sequence[str] | None = None) -> np.ndarray | None:
+        """``[n, (len(base_names) + len(text_bases)) * L]``: the base classifiers' logits, then the
+        text bases' (``None``: every one), concatenated; None if none. A text base's training
+        logits are out of fold unless ``naive`` (whatever ``stack.folds``)."""
         chosen = self.base_names(names)
-        if not chosen:
-            return None
         key = "train-naive" if split == "train" and (naive or self.train_oof is None) else split
-        return np.concatenate([self.base_logits[n][key].flat for n in chosen], axis=1)
+        parts = [self.base_logits[n][key].flat for n in chosen]
+        text_key_ = "train-naive" if split == "train" and naive else split
+        parts += [self.text_bases[b].logits[text_key_].flat for b in (self.text_bases if text_bases is None else text_bases)]
+        return np.concatenate(parts, axis=1) if parts else None
 
 
 @dataclass
@@ -278,4 +286,6 @@ def prepare_stack(config: RunConfig, data: TrainingData, *, device: torch.device
         world.wait()
         if not world.is_main:
             return None
-    return run_stage2(config, data, texts, stage_one, device, log)
+    stacked = run_stage2(config, data, texts, stage_one, device, log)
+    stacked.text_bases = fit_text_bases(config, data, texts, stage_one.folds, log)
+    return stacked

@@ -49,14 +49,15 @@ class MetaSelection:
 
     @classmethod
     def of(cls, stacked: StackInputs, names: Sequence[str], data: TrainingData, *, naive: bool = False,
-           base: bool = True) -> MetaSelection:
+           base: bool = True, text_bases: Sequence[str] | None = None) -> MetaSelection:
         """Encoders ``names`` of stage 2's output; ``naive``: training vectors from the models trained
-        on those texts; ``base = False``: without the base classifiers' logits."""
+        on those texts; ``base = False``: without the base classifiers' logits (the text bases'
+        included); ``text_bases``: which ``[[bases]]`` it reads (None: all)."""
         return cls(train=stacked.select(names, "train", naive=naive), validation=stacked.select(names, "validation"),
                    input_sizes=[stacked.input_sizes[stacked.encoders.index(n)] for n in names],
                    train_ds=data.train, validation_ds=data.validation,
-                   train_base=stacked.select_base(names, "train", naive=naive) if base else None,
-                   validation_base=stacked.select_base(names, "validation") if base else None)
+                   train_base=stacked.select_base(names, "train", naive=naive, text_bases=text_bases) if base else None,
+                   validation_base=stacked.select_base(names, "validation", text_bases=text_bases) if base else None)
 
 
 @dataclass
