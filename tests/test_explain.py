@@ -337,7 +337,7 @@ def test_attention_encoder_choice(tiny_model):
 def test_defaults_come_from_the_declared_specs():
     from emoscope.explain import METHODS, resolve_params
 
-    assert list(METHODS) == ["ig", "lime", "attention"]  # the Explain page's order
+    assert list(METHODS) == ["ig", "lime", "attention", "layer-ig"]  # the Explain page's order
     for name, info in METHODS.items():
         resolved = resolve_params(name, None)
         assert resolved == {s.name: s.default for s in info.params} and list(resolved) == [s.name for s in info.params]

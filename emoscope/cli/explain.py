@@ -21,7 +21,10 @@ def _explain_params(args: argparse.Namespace) -> dict[str, dict[str, object]]:
                                    ("encoder", args.encoder)) if v is not None}
     if args.head is not None:  # a number or 'mean', checked against the attention head's spec
         attention["head"] = parse_param("attention", "head", args.head)
-    return {"lime": lime, "ig": ig, "attention": attention}
+    params = {"lime": lime, "ig": ig, "attention": attention}
+    if args.method == "layer-ig" or "layer-ig" in args.methods.split(","):  # only then: older outputs stay as they were
+        params["layer-ig"] = {"n_steps": args.steps} if args.steps is not None else {}
+    return params
 
 
 def _evaluation_table(result: dict) -> str:
@@ -98,13 +101,15 @@ def add_parser(sub) -> None:
     p = sub.add_parser("explain", help="which words drove each label: LIME, attention or Integrated Gradients")
     p.add_argument("--model", required=True, help="bundle directory (single-encoder or stacked)")
     p.add_argument("--text", help="the text to explain")
-    p.add_argument("--method", choices=("lime", "attention", "ig"), default="ig")
+    p.add_argument("--method", choices=("lime", "attention", "ig", "layer-ig"), default="ig",
+                   help="layer-ig: Integrated Gradients at the word vectors the model's head reads (the encoders run "
+                        "once: fast; attributes to contextual word vectors, not input tokens)")
     p.add_argument("--label", action="append", help="label to explain (repeat for several; default: all)")
     p.add_argument("--format", choices=("json", "html"), default="json")
     p.add_argument("--output", help="write here instead of printing")
     p.add_argument("--samples", type=int, help="lime: perturbed samples (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="lime and --evaluate: random seed")
-    p.add_argument("--steps", type=int, help="ig: integration steps (default 50)")
+    p.add_argument("--steps", type=int, help="ig and layer-ig: integration steps (default 50 and 16)")
     p.add_argument("--internal-batch-size", type=int, help="ig: steps per forward pass (default 16)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"),
                    help="lime and ig: 'auto' (default) runs the model in bf16 on AMX CPUs and bf16 GPUs "

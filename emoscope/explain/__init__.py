@@ -16,8 +16,9 @@ One module per concern:
   range or choices) and :class:`Widget` (how the Explain page shows one);
 * ``registry``: :func:`register_method`, :func:`resolve_params`, progress, :func:`explain`,
   :func:`explain_cached` (and :func:`cached_explanation`, a look-up that computes nothing);
-* ``lime``, ``attention``, ``ig``: one method each (registered on import, in the order the
-  Explain page lists them: ig, lime, attention);
+* ``lime``, ``attention``, ``ig``, ``layer_ig``: one method each (registered on import, in the order the
+  Explain page lists them: ig, lime, attention, layer-ig); ``layer_ig`` also in a batched form
+  over many texts (the dataset view);
 * ``faithfulness``: ERASER comprehensiveness and sufficiency, the random control,
   :func:`evaluate_methods`.
 
@@ -45,7 +46,7 @@ from emoscope.explain.registry import (
 from emoscope.explain.results import Explanation, LabelExplanation
 
 # the methods register themselves on import; this order is the order the Explain page lists them in
-from emoscope.explain import ig, lime, attention  # noqa: E402,F401  isort: skip
+from emoscope.explain import ig, lime, attention, layer_ig  # noqa: E402,F401  isort: skip
 from emoscope.explain.faithfulness import FRACTIONS, evaluate_methods, faithfulness, paired_summary, random_scores
 from emoscope.explain.ig import ig_word_attributions
 from emoscope.render import render_html

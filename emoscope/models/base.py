@@ -12,7 +12,9 @@ kind it is. What every caller needs:
   input embeddings (Integrated Gradients moves them all at once);
 * ``predict_proba(texts)``: probabilities, batched in length order on the model's own
   :class:`~emoscope.models.runtime.Runtime` (device, precision, batch size);
-* ``eager_encoder(i)``: a copy of encoder ``i`` that returns attention weights, made on first use.
+* ``eager_encoder(i)``: a copy of encoder ``i`` that returns attention weights, made on first use;
+* ``word_layer`` / ``from_word_layer`` / ``word_path_logits``: the same forward cut where the model's
+  head reads its word (or token) vectors (:class:`WordLayer`), for attributions taken at that layer.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -30,6 +33,21 @@ from emoscope.models.runtime import Runtime
 from emoscope.words import ReadWords, WordEncoder
 
 Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class WordLayer:
+    """The vectors a model's head reads, one per position, for ``B`` texts: a stack's meta-learner
+    input (each word's stacked vector, positions = words), a single encoder's last hidden states
+    (positions = tokens). ``positions [B, P]``: the model word each position belongs to (-1: a
+    special, prefix or padding token); ``context``: what else the head reads, per text (attention
+    mask, base classifiers' logits); ``name``: what the vectors are, in words."""
+
+    vectors: torch.Tensor
+    positions: torch.Tensor
+    n_words: torch.Tensor
+    context: dict[str, torch.Tensor] = field(default_factory=dict)
+    name: str = ""
 
 
 class EmotionModel(nn.Module):
@@ -95,6 +113,29 @@ class EmotionModel(nn.Module):
         ``return_features``). ``inputs_embeds``: each encoder's input embeddings instead of its
         token ids; ``for_gradients``: the caller will differentiate through the result."""
         raise NotImplementedError
+
+    def word_layer(self, batches: Sequence[Batch], n_words: torch.Tensor, *,
+                   inputs_embeds: Sequence[torch.Tensor] | None = None) -> WordLayer:
+        """The first half of :meth:`forward`: the vectors the head reads (fp32)."""
+        raise NotImplementedError
+
+    def from_word_layer(self, layer: WordLayer, vectors: torch.Tensor | None = None, rows: torch.Tensor | None = None,
+                        for_gradients: bool = False) -> torch.Tensor:
+        """The second half of :meth:`forward`: logits ``[R, L]`` from ``vectors [R, P, D]`` (default:
+        the layer's own) read with the context of text ``rows[r]`` of ``layer`` (default: row r)."""
+        raise NotImplementedError
+
+    def word_path_logits(self, layer: WordLayer, baseline: torch.Tensor, s: torch.Tensor,
+                         for_gradients: bool = True) -> torch.Tensor:
+        """Logits ``[B, n, L]`` at ``baseline + s * (layer.vectors - baseline)`` for ``n`` rows of
+        scales per text, ``s [B, n, P]`` (one per position), differentiable in ``s``: Integrated
+        Gradients at this layer needs exactly these. A model may compute them without building
+        the vectors (the stack does)."""
+        texts, per_text = s.shape[:2]
+        vectors = baseline[:, None] + s.unsqueeze(-1) * (layer.vectors - baseline)[:, None]
+        rows = torch.arange(texts, device=s.device).repeat_interleave(per_text)
+        logits = self.from_word_layer(layer, vectors.flatten(0, 1), rows, for_gradients)
+        return logits.view(texts, per_text, -1)
 
     def predict_proba(self, texts: Sequence[str], *, batch_size: int | None = None,
                       precision: str | None = None) -> np.ndarray:

@@ -23,7 +23,7 @@ from torch import nn
 
 from emoscope.encoders import load_encoder
 from emoscope.errors import BundleError, EncoderError
-from emoscope.models.base import Batch, EmotionModel
+from emoscope.models.base import Batch, EmotionModel, WordLayer
 from emoscope.models.runtime import batched_probs
 from emoscope.text import NormalizerConfig
 from emoscope.words import Encoded, WordEncoder
@@ -107,14 +107,34 @@ class EncoderClassifier(EmotionModel):
     def logits(self, batch: Batch, inputs_embeds: torch.Tensor | None = None,
                return_features: bool = False) -> Any:
         """Logits ``[B, L]`` of one padded batch (and the pooled vectors they came from)."""
+        return self._head(self._hidden(batch, inputs_embeds), batch["attention_mask"], return_features)
+
+    def _hidden(self, batch: Batch, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
         inputs = {"inputs_embeds": inputs_embeds} if inputs_embeds is not None else {"input_ids": batch["input_ids"]}
-        hidden = self.encoder(attention_mask=batch["attention_mask"], **inputs).last_hidden_state
-        pooled = pool_tokens(hidden, batch["attention_mask"], self.pooling)
+        return self.encoder(attention_mask=batch["attention_mask"], **inputs).last_hidden_state
+
+    def _head(self, hidden: torch.Tensor, attention_mask: torch.Tensor, return_features: bool = False) -> Any:
+        pooled = pool_tokens(hidden, attention_mask, self.pooling)
         # The head runs in fp32 even under autocast (which would cast a Linear to bf16):
         # logits feed sigmoid thresholds tuned to two decimals.
         with torch.autocast(pooled.device.type, enabled=False):
             logits = self.head(self.dropout(pooled).float())
         return (logits, pooled) if return_features else logits
+
+    def word_layer(self, batches: Sequence[Batch], n_words: torch.Tensor | None = None, *,
+                   inputs_embeds: Sequence[torch.Tensor] | None = None) -> WordLayer:
+        """The encoder's last hidden states (positions = tokens), which the pooled head reads."""
+        batch = batches[0]
+        hidden = self._hidden(batch, None if inputs_embeds is None else inputs_embeds[0])
+        if n_words is None:
+            n_words = (batch["word_index"].max(-1).values + 1).clamp(min=0)
+        return WordLayer(hidden, batch["word_index"], n_words, {"attention_mask": batch["attention_mask"]},
+                         f"the encoder's last hidden state of each token ({self.pooling}-pooled by the head)")
+
+    def from_word_layer(self, layer: WordLayer, vectors: torch.Tensor | None = None, rows: torch.Tensor | None = None,
+                        for_gradients: bool = False) -> torch.Tensor:
+        mask = layer.context["attention_mask"]
+        return self._head(layer.vectors if vectors is None else vectors, mask if rows is None else mask[rows])
 
     def forward(self, batches: Sequence[Batch], n_words: torch.Tensor | None = None, *,
                 inputs_embeds: Sequence[torch.Tensor] | None = None, return_features: bool = False,

@@ -21,10 +21,11 @@ from torch import nn
 
 from emoscope.encoders import load_encoder
 from emoscope.errors import BundleError, EmoScopeError
-from emoscope.models.base import Batch, EmotionModel
+from emoscope.models.base import Batch, EmotionModel, WordLayer
 from emoscope.models.classifier import TOKEN_POOLINGS, load_head, pool_tokens, require_fields
 from emoscope.models.fingerprint import weights_fingerprint
 from emoscope.models.meta import MetaLearner, build_meta, gradient_ready, meta_config, read_meta
+from emoscope.models.meta_path import path_logits
 from emoscope.models.runtime import batched_probs
 from emoscope.tfidf import TfidfModel, text_of_words
 from emoscope.words import WordEncoder, pool_words
@@ -99,6 +100,13 @@ class StackedModel(EmotionModel):
         the base heads and the meta-learner run in fp32, exactly as in stages 2 and 3, where the
         word vectors were pooled in fp32 and the meta-learner trained and tuned its thresholds
         in fp32. ``for_gradients`` reads the words with the gradient-ready meta-learner copy."""
+        layer = self.word_layer(batches, n_words, inputs_embeds=inputs_embeds)
+        return self.from_word_layer(layer, for_gradients=for_gradients, return_features=return_features)
+
+    def word_layer(self, batches: Sequence[Batch], n_words: torch.Tensor, *,
+                   inputs_embeds: Sequence[torch.Tensor] | None = None) -> WordLayer:
+        """Each word's stacked vector (the meta-learner's input, fp32) and, as context, the base
+        classifiers' logits when the meta-learner reads them."""
         width = int(n_words.max())
         parts, base = [], []
         for k, (encoder, batch) in enumerate(zip(self.encoder_list, batches)):
@@ -111,10 +119,28 @@ class StackedModel(EmotionModel):
                     base.append(self.heads[k](pool_tokens(hidden.float(), batch["attention_mask"], self.head_pooling[k])))
         if self.text_bases:
             base.append(batches[0]["text_base_logits"].float())
+        vectors = torch.cat(parts, dim=-1)
+        positions = torch.arange(width, device=vectors.device).expand(len(vectors), -1)
+        positions = positions.masked_fill(positions >= n_words.to(vectors.device)[:, None], -1)
+        context = {"base": torch.cat(base, dim=-1)} if base else {}
+        return WordLayer(vectors, positions, n_words, context,
+                         "each word's contextual vector from every encoder, stacked (the meta-learner's input)")
+
+    def from_word_layer(self, layer: WordLayer, vectors: torch.Tensor | None = None, rows: torch.Tensor | None = None,
+                        for_gradients: bool = False, return_features: bool = False) -> Any:
         meta = self.gradient_meta if for_gradients else self.meta
-        with torch.autocast(parts[0].device.type, enabled=False):
-            return meta(torch.cat(parts, dim=-1), n_words, return_features=return_features,
-                        base=torch.cat(base, dim=-1) if base else None)
+        pick = (lambda t: t) if rows is None else (lambda t: t[rows])
+        base = layer.context.get("base")
+        with torch.autocast(layer.vectors.device.type, enabled=False):
+            return meta(layer.vectors if vectors is None else vectors, pick(layer.n_words),
+                        return_features=return_features, base=None if base is None else pick(base))
+
+    def word_path_logits(self, layer: WordLayer, baseline: torch.Tensor, s: torch.Tensor,
+                         for_gradients: bool = True) -> torch.Tensor:
+        """The meta-learner along the path without building a vector per step (``meta_path``)."""
+        with torch.autocast(layer.vectors.device.type, enabled=False):
+            return path_logits(self.gradient_meta if for_gradients else self.meta, layer.vectors, baseline, s,
+                               layer.n_words, layer.context.get("base"))
 
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str], *, batch_size: int | None = None,
