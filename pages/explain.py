@@ -3,12 +3,18 @@
 Each method's widgets come from its declared parameters (``emoscope.app.explain_widgets``);
 the page itself knows no method's parameters. LIME and Integrated Gradients take seconds of every
 core: they run in this session's turn in the work queue (``emoscope.app.work_queue``), unless
-the explanation is cached already. User text (the text, label and encoder names) is escaped:
-``render.render_html`` for the highlighted text, ``escape_markdown`` in captions and tab labels,
-``render.plot_text`` in the charts.
+the explanation is cached already. They are progressive: the result area shows a first estimate
+within about a second and is redrawn in place as samples or steps arrive; Stop keeps the last
+estimate (marked partial, here and in the JSON) without reloading the page: pressing it reruns
+the script, which interrupts the run at its next progress report, and the rerun shows the
+estimate the run had stored in the session. The fast word-vector attribution (``layer-ig``) is
+the default method where it is registered; exact IG stays as the thorough option.
+User text (the text, label and encoder names) is escaped: ``render.render_html`` for the
+highlighted text, ``escape_markdown`` in captions and tab labels, ``render.plot_text`` in the charts.
 """
 
 import json
+import time
 
 import streamlit as st
 
@@ -23,6 +29,8 @@ from emoscope.explain import METHODS, cached_explanation, explain_cached, faithf
 from emoscope.render import escape_markdown
 
 QUEUED = ("lime", "ig")  # the methods that take seconds of every core: one session at a time per slot
+DEFAULT_METHOD = "layer-ig"  # the fast attribution, where registered; exact IG is the thorough option
+REDRAW_S = 0.4  # an estimate is drawn at most this often (each one is stored for Stop)
 
 st.header("Explain a prediction")
 predictor = require_predictor()
@@ -32,7 +40,9 @@ if "explain_text" not in st.session_state:
 text = st.text_area("Text", key="explain_text", height=100)
 c1, c2 = st.columns([1, 2])
 by_title = {info.title: info for info in METHODS.values()}
-method_name = c1.radio("Method", list(by_title), key="explain_method")
+titles = list(by_title)
+default = titles.index(METHODS[DEFAULT_METHOD].title) if DEFAULT_METHOD in METHODS else 0
+method_name = c1.radio("Method", titles, index=default, key="explain_method")
 info = by_title[method_name]
 method = info.name
 default_labels = [lab for lab in st.session_state.get("explain_labels", []) if lab in predictor.labels]
@@ -51,17 +61,57 @@ if not text.strip():
 if not labels:
     st.caption("Choose at least one label.")
     st.stop()
-if not st.button("Explain", type="primary") and st.session_state.get("explain_last") != (text, method, tuple(labels), json.dumps(params)):
+request = (text, method, tuple(labels), json.dumps(params))
+
+
+def stop_run(running: tuple) -> None:
+    """The Stop button's callback (runs before the rerun it causes): keep that run's last estimate."""
+    st.session_state["explain_stopped"] = running
+
+
+b1, b2, _ = st.columns([1, 1, 5])
+clicked = b1.button("Explain", type="primary")
+if clicked:
+    st.session_state.pop("explain_stopped", None)
+elif st.session_state.get("explain_last") != request:
     st.stop()
-st.session_state["explain_last"] = (text, method, tuple(labels), json.dumps(params))
+st.session_state["explain_last"] = request
+stored = st.session_state.get("explain_partial")
+stopped = st.session_state.get("explain_stopped") == request and stored is not None and stored[0] == request
+will_run = method in QUEUED and not stopped and cached_explanation(model, text, method, labels, params) is None
+b2.button("Stop", key="explain_stop", disabled=not will_run, on_click=stop_run, args=(request,),
+          help="keep the estimate computed so far")
+area = st.empty()
+
+
+def show_estimate(exp) -> None:
+    """A partial result in the result area: the highlighted words per label and how far it got."""
+    with area.container():
+        st.caption(f"{method_name} · {partial_note(exp)} · {exp.runtime_s:.1f} s")
+        for label in exp.labels:
+            show_html(render_html(exp, label))
+
+
+def partial_note(exp) -> str:
+    done, total, unit = exp.progress["done"], exp.progress["total"], exp.progress["unit"]
+    return f"estimate from {done:,} of {total:,} {unit} (partial)"
 
 
 def compute():
-    """The explanation and its faithfulness, with a progress bar."""
+    """The explanation (estimates drawn in place as they arrive) and its faithfulness, with a progress bar."""
     bar = st.progress(0.0, text=f"Computing {method_name} for {len(labels)} label(s)…")
+    drawn = [0.0]
+
+    def on_partial(exp) -> None:
+        st.session_state["explain_partial"] = (request, exp)
+        if time.monotonic() - drawn[0] >= REDRAW_S:
+            show_estimate(exp)
+            drawn[0] = time.monotonic()
+
     result = explain_cached(model, text, method, labels, params,
                             on_progress=lambda f: bar.progress(f, text=f"Computing {method_name} for {len(labels)} "
-                                                                      f"label(s)… {f:.0%}"))
+                                                                      f"label(s)… {f:.0%}"),
+                            on_partial=on_partial if method in QUEUED else None)
     with st.spinner("Checking faithfulness…"):
         checked = faithfulness(model, result)
     bar.empty()
@@ -69,7 +119,10 @@ def compute():
 
 
 try:
-    if method in QUEUED and cached_explanation(model, text, method, labels, params) is None:
+    if stopped:
+        exp = stored[1]
+        faith = faithfulness(model, exp)
+    elif will_run:
         with turn(method_name):
             exp, faith = compute()
     else:
@@ -78,6 +131,9 @@ except EmoScopeError as exc:
     st.error(escape_markdown(exc))
     st.stop()
 
+area.empty()
+if exp.partial:
+    st.warning(f"Stopped: {partial_note(exp)}. Press Explain to compute the whole explanation.")
 ran_in = f" · ran in {exp.diagnostics['precision']}" if "precision" in exp.diagnostics else ""
 st.caption(f"{method_name} · {exp.runtime_s:.2f} s{ran_in} · parameters {escape_markdown(json.dumps(exp.params))}")
 for label in exp.labels:

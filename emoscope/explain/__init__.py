@@ -15,6 +15,7 @@ One module per concern:
 * ``params``: :class:`ParamSpec` (each method's declared parameters: name, type, default, help,
   range or choices) and :class:`Widget` (how the Explain page shows one);
 * ``registry``: :func:`register_method`, :func:`resolve_params`, progress, :func:`explain`,
+  :func:`explain_progressive` (estimates as they arrive, marked partial; Stop keeps them),
   :func:`explain_cached` (and :func:`cached_explanation`, a look-up that computes nothing);
 * ``lime``, ``attention``, ``ig``, ``layer_ig``: one method each (registered on import, in the order the
   Explain page lists them: ig, lime, attention, layer-ig); ``layer_ig`` also in a batched form
@@ -34,9 +35,12 @@ from emoscope.explain.registry import (
     MAX_EXPLAIN_CHARS,
     METHODS,
     RegisteredMethod,
+    Estimate,
     cached_explanation,
+    estimates_wanted,
     explain,
     explain_cached,
+    explain_progressive,
     method_info,
     parse_param,
     register_method,
@@ -51,7 +55,8 @@ from emoscope.explain.faithfulness import FRACTIONS, evaluate_methods, faithfuln
 from emoscope.explain.ig import ig_word_attributions
 from emoscope.render import render_html
 
-__all__ = ["CACHE_SIZE", "Explanation", "ExplainModel", "FRACTIONS", "LabelExplanation", "MAX_EXPLAIN_CHARS", "METHODS",
-           "ParamSpec", "RegisteredMethod", "Widget", "as_explain_model", "cached_explanation", "evaluate_methods", "explain",
-           "explain_cached", "faithfulness", "ig_word_attributions", "method_info", "paired_summary", "parse_param",
-           "random_scores", "register_method", "render_html", "report_progress", "resolve_params"]
+__all__ = ["CACHE_SIZE", "Estimate", "Explanation", "ExplainModel", "FRACTIONS", "LabelExplanation",
+           "MAX_EXPLAIN_CHARS", "METHODS", "ParamSpec", "RegisteredMethod", "Widget", "as_explain_model",
+           "cached_explanation", "estimates_wanted", "evaluate_methods", "explain", "explain_cached",
+           "explain_progressive", "faithfulness", "ig_word_attributions", "method_info", "paired_summary",
+           "parse_param", "random_scores", "register_method", "render_html", "report_progress", "resolve_params"]

@@ -5,16 +5,27 @@ A method registers with :func:`register_method`, declaring its parameters as
 checks every value against its spec, so the CLI, the Explain page (which builds its widgets
 from the same specs) and library callers get the same errors. Methods report progress with
 :func:`report_progress`.
+
+Progressive methods (LIME, exact IG) are generators: they yield an :class:`Estimate` as samples
+or steps arrive (how far they are, and a function computing the estimate from what they have
+so far, called only when someone wants it, before the method goes on) and return their final
+result. :func:`explain_progressive` yields each estimate as an :class:`Explanation` marked
+``partial``, then the final one; :func:`explain` takes ``on_partial`` and ``stop`` for the same.
+Stopping keeps the estimate of what has been computed, marked partial. Whether estimates are
+wanted at all (:func:`estimates_wanted`) lets a method skip the work only they need, so a run
+without streaming is exactly what it was, and a streamed run ends on the same final result.
 """
 
 from __future__ import annotations
 
 import contextvars
+import inspect
 import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,6 +121,54 @@ def report_progress(fraction: float) -> None:
         callback(min(1.0, max(0.0, float(fraction))))
 
 
+_ESTIMATES: contextvars.ContextVar[bool] = contextvars.ContextVar("emoscope_explain_estimates", default=False)
+
+
+def estimates_wanted() -> bool:
+    """Whether the caller of the running method wants estimates (streams them, or may stop it):
+    a method skips the work only estimates need (LIME's preview, IG's coarse pass) when not."""
+    return _ESTIMATES.get()
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a progressive method yields: ``done`` of ``total`` ``unit`` (samples, steps) computed,
+    and ``compute()`` → (scores, diagnostics, extra) from what it has so far. The registry calls
+    ``compute`` only when the estimate is wanted, before the method resumes."""
+
+    done: int
+    total: int
+    unit: str
+    compute: Callable[[], tuple[np.ndarray, dict[str, Any], dict[str, Any]]]
+
+
+def _method_steps(info: RegisteredMethod, model: ExplainModel, text: str, indices: list[int], params: dict[str, Any],
+                  on_progress: Callable[[float], None] | None, wanted: bool) -> Iterator[Any]:
+    """The method's estimates as it yields them, then its final result (a generator method's return
+    value, or a plain method's result). ``on_progress`` and ``wanted`` are set only while the
+    method's own code runs, so nothing leaks into the caller between two estimates."""
+    def step(call: Callable[[], Any]) -> Any:
+        tokens = _PROGRESS.set(on_progress), _ESTIMATES.set(wanted)
+        try:
+            return call()
+        finally:
+            _ESTIMATES.reset(tokens[1])
+            _PROGRESS.reset(tokens[0])
+
+    out = step(lambda: info.run(model, text, indices, params))
+    if not inspect.isgenerator(out):
+        yield out
+        return
+    with closing(out):
+        while True:
+            try:
+                item = step(lambda: next(out))
+            except StopIteration as end:
+                yield end.value
+                return
+            yield item
+
+
 def _check_text(text: Any) -> str:
     if not isinstance(text, str):
         raise InputError(f"the text to explain is {type(text).__name__}, not a string")
@@ -133,12 +192,11 @@ def _label_indices(model: ExplainModel, labels: Sequence[str] | str | None) -> l
     return [model.labels.index(lab) for lab in labels]
 
 
-def explain(model: Any, text: str, method: str = "ig", labels: Sequence[str] | str | None = None,
-            params: dict[str, Any] | None = None, on_progress: Callable[[float], None] | None = None) -> Explanation:
-    """Explain ``text`` for ``labels`` (default: all) with ``method`` (``lime``, ``attention``, ``ig``).
-
-    ``on_progress(fraction)`` is called as the method goes (LIME per batch of samples, IG per
-    label per step batch), e.g. to drive a progress bar."""
+def _stream(model: Any, text: str, method: str, labels: Sequence[str] | str | None, params: dict[str, Any] | None,
+            on_progress: Callable[[float], None] | None, wanted: bool,
+            should_stop: Callable[[], bool]) -> Iterator[Explanation]:
+    """The estimates (only when ``wanted``), then the final explanation; when ``should_stop()``
+    holds at an estimate, that estimate (partial) is the last one."""
     model = as_explain_model(model)
     text = _check_text(text)
     params = resolve_params(method, params, model)
@@ -146,18 +204,65 @@ def explain(model: Any, text: str, method: str = "ig", labels: Sequence[str] | s
     started = time.perf_counter()
     words = prepare_words(text, model.normalizer)[0]
     probs = model.predict_texts([text])[0]
-    token = _PROGRESS.set(on_progress)
-    try:
-        scores, diagnostics, extra = METHODS[method].run(model, text, indices, params)
-    finally:
-        _PROGRESS.reset(token)
-    if on_progress is not None:
-        on_progress(1.0)
-    runtime = time.perf_counter() - started
-    diagnostics = {**diagnostics, **coverage(model, method)}  # what the scores cover (text bases)
-    per_label = {model.labels[j]: LabelExplanation(model.labels[j], float(probs[j]), [float(x) for x in scores[r]])
-                 for r, j in enumerate(indices)}
-    return Explanation(text, words, method, params, per_label, runtime, diagnostics, extra)
+
+    def build(result: tuple[np.ndarray, dict[str, Any], dict[str, Any]], estimate: Estimate | None = None) -> Explanation:
+        scores, diagnostics, extra = result
+        diagnostics = {**diagnostics, **coverage(model, method)}  # what the scores cover (text bases)
+        per_label = {model.labels[j]: LabelExplanation(model.labels[j], float(probs[j]), [float(x) for x in scores[r]])
+                     for r, j in enumerate(indices)}
+        progress = None if estimate is None else {"done": estimate.done, "total": estimate.total, "unit": estimate.unit}
+        return Explanation(text, words, method, params, per_label, time.perf_counter() - started, diagnostics, extra,
+                           partial=estimate is not None, progress=progress)
+
+    for item in _method_steps(METHODS[method], model, text, indices, params, on_progress, wanted):
+        if not isinstance(item, Estimate):
+            if on_progress is not None:
+                on_progress(1.0)
+            yield build(item)
+        elif should_stop():
+            yield build(item.compute(), item)
+            return
+        elif wanted:
+            yield build(item.compute(), item)
+
+
+def _stop_check(stop: threading.Event | Callable[[], bool] | None) -> Callable[[], bool]:
+    if stop is None:
+        return lambda: False
+    return stop.is_set if hasattr(stop, "is_set") else stop
+
+
+def explain(model: Any, text: str, method: str = "ig", labels: Sequence[str] | str | None = None,
+            params: dict[str, Any] | None = None, on_progress: Callable[[float], None] | None = None,
+            on_partial: Callable[[Explanation], bool | None] | None = None,
+            stop: threading.Event | Callable[[], bool] | None = None) -> Explanation:
+    """Explain ``text`` for ``labels`` (default: all) with ``method`` (``lime``, ``attention``, ``ig``, ...).
+
+    ``on_progress(fraction)`` is called as the method goes (LIME per batch of samples, IG per
+    label per step batch), e.g. to drive a progress bar. ``on_partial(explanation)`` receives
+    each estimate of a progressive method (LIME, IG) as it arrives, marked ``partial``; returning
+    False stops the run there. ``stop`` (a ``threading.Event``, or a function returning True to
+    stop) is checked at each estimate. A stopped run returns its last estimate (``partial``,
+    with ``progress``: samples or steps done); a run that ends is identical, bit for bit, to one
+    without ``on_partial`` or ``stop``."""
+    should_stop = _stop_check(stop)
+    with closing(_stream(model, text, method, labels, params, on_progress, on_partial is not None or stop is not None,
+                         should_stop)) as stream:
+        for exp in stream:
+            if exp.partial and on_partial is not None and on_partial(exp) is False:
+                return exp
+            last = exp
+    return last
+
+
+def explain_progressive(model: Any, text: str, method: str = "ig", labels: Sequence[str] | str | None = None,
+                        params: dict[str, Any] | None = None, on_progress: Callable[[float], None] | None = None,
+                        stop: threading.Event | Callable[[], bool] | None = None) -> Iterator[Explanation]:
+    """:func:`explain` as a stream: each estimate as it arrives (``partial``), then the final
+    explanation (the same as :func:`explain` gives). A method that is not progressive yields its
+    result only. Leaving the loop early (or ``stop``) stops the method; what was yielded last is
+    the estimate of what had been computed."""
+    yield from _stream(model, text, method, labels, params, on_progress, True, _stop_check(stop))
 
 
 _CACHE: OrderedDict[tuple, Explanation] = OrderedDict()
@@ -166,15 +271,20 @@ CACHE_SIZE = 128
 
 
 def explain_cached(model: Any, text: str, method: str = "ig", labels: Sequence[str] | str | None = None,
-                   params: dict[str, Any] | None = None, on_progress: Callable[[float], None] | None = None) -> Explanation:
-    """:func:`explain`, computed once per process for the same (bundle, text, method, labels, parameters)."""
+                   params: dict[str, Any] | None = None, on_progress: Callable[[float], None] | None = None,
+                   on_partial: Callable[[Explanation], bool | None] | None = None,
+                   stop: threading.Event | Callable[[], bool] | None = None) -> Explanation:
+    """:func:`explain`, computed once per process for the same (bundle, text, method, labels,
+    parameters); a stopped (partial) result is returned but not kept."""
     model = as_explain_model(model)
     resolved = resolve_params(method, params, model)
     key = _cache_key(model, text, method, labels, resolved)
     hit = cached_explanation(model, text, method, labels, resolved)
     if hit is not None:
         return hit
-    result = explain(model, text, method, labels, resolved, on_progress)
+    result = explain(model, text, method, labels, resolved, on_progress, on_partial, stop)
+    if result.partial:
+        return result
     with _CACHE_LOCK:
         _CACHE[key] = result
         while len(_CACHE) > CACHE_SIZE:

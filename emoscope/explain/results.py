@@ -1,5 +1,7 @@
 """What an explanation holds: per explained label its probability and one score per word of the
-text as typed, the method and its resolved parameters, runtime and diagnostics; JSON both ways."""
+text as typed, the method and its resolved parameters, runtime and diagnostics; JSON both ways.
+An estimate of a progressive method (or a stopped run) is marked ``partial``, with ``progress``:
+how many samples or steps of how many it rests on (both only in the JSON of a partial one)."""
 
 from __future__ import annotations
 
@@ -35,12 +37,14 @@ class Explanation:
     runtime_s: float = 0.0
     diagnostics: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    partial: bool = False
+    progress: dict[str, Any] | None = None  # {"done": n, "total": N, "unit": "samples" | "steps"} of a partial one
 
     def scores(self, label: str) -> np.ndarray:
         return np.asarray(self.labels[label].scores, dtype=float)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        raw = {
             "text": self.text,
             "words": [{"text": w.text, "start": w.start, "end": w.end} for w in self.words],
             "method": self.method,
@@ -52,6 +56,9 @@ class Explanation:
             "diagnostics": self.diagnostics,
             "extra": self.extra,
         }
+        if self.partial:  # a finished explanation's JSON is what it always was
+            raw |= {"partial": True, "progress": self.progress}
+        return raw
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Explanation:
@@ -59,4 +66,5 @@ class Explanation:
         labels = {name: LabelExplanation(name, float(e["probability"]), [float(x) for x in e["scores"]])
                   for name, e in raw["labels"].items()}
         return cls(raw["text"], words, raw["method"], dict(raw["params"]), labels, float(raw.get("runtime_s", 0.0)),
-                   dict(raw.get("diagnostics", {})), dict(raw.get("extra", {})))
+                   dict(raw.get("diagnostics", {})), dict(raw.get("extra", {})), bool(raw.get("partial", False)),
+                   raw.get("progress"))
