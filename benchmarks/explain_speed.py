@@ -1,5 +1,5 @@
 """Runtime and peak memory of the explainers against the naive way, on a 30-word Arabic and a
-30-word English text, in one run.
+30-word English text, in one run; and how soon the progressive methods show a first estimate.
 
 Each measurement runs in its own child process (so peak memory is that method's own), which
 loads the bundle, explains once to warm up the code paths on a short text, then times one
@@ -8,15 +8,22 @@ time (batch 1); Integrated Gradients label by label with Captum's ``IntegratedGr
 defaults (50 steps, every step in one batch), both in fp32. The project's methods run at their
 default precision ``auto`` (bf16 on AMX CPUs) and again in fp32, to show what each part buys.
 Reported: seconds, peak RSS of the child, and the RSS right after loading the model (the
-method's own cost is the difference).
+method's own cost is the difference). The ``-stream`` cases run LIME and exact IG progressively
+(``explain(..., on_partial=...)``) and report the seconds to the first estimate beside the total
+(the ratio to the same run's total and to the non-streaming case, run in the same invocation, is
+what to compare); ``layer-ig`` is the fast attribution at the word-vector layer. The CPU model and
+the load average at the start and end are written with the results.
 
     .venv/bin/python benchmarks/explain_speed.py --model models/default --output benchmarks/results/explain-speed.json
+    .venv/bin/python benchmarks/explain_speed.py --model /tmp/bundles/default --threads 2 \
+        --cases layer-ig,ig-stream,ig-fp32,lime-stream,lime-1000-fp32 --output benchmarks/results/explain-progressive.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -35,6 +42,11 @@ CASES = {  # name: (method, parameters, description); "auto" precision = bf16 on
     "lime-1000-naive": ("lime", {"samples": 1000, "batch_size": 1, "precision": "fp32"},
                         "LIME 1,000 samples naive: batch 1, fp32"),
     "lime-5000": ("lime", {"samples": 5000, "batch_size": 64}, "LIME 5,000 samples, batches of 64 (auto)"),
+    "layer-ig": ("layer-ig", {}, "layer-ig (word-vector layer), all labels, default steps"),
+    "ig-stream": ("ig", {"n_steps": 50, "internal_batch_size": 16, "precision": "fp32"},
+                  "IG 50 steps fp32, progressive: first estimate | total"),
+    "lime-stream": ("lime", {"samples": 1000, "batch_size": 64, "precision": "fp32"},
+                    "LIME 1,000 fp32, progressive: first estimate | total"),
 }
 
 
@@ -75,13 +87,28 @@ def child(model_dir: str, case: str, text: str, threads: int) -> dict:
                 ig.attribute(tuple(inputs), baselines=tuple(bases), target=j)
     else:
         def run(t: str) -> None:
-            info["precision"] = explain(model, t, method, None, params).diagnostics.get("precision", "fp32")
+            started = time.perf_counter()
+            firsts = []
+
+            def on_partial(_) -> None:
+                firsts.append(time.perf_counter() - started)
+            exp = explain(model, t, method, None, params, on_partial=on_partial if case.endswith("-stream") else None)
+            info["precision"] = exp.diagnostics.get("precision", "fp32")
+            if firsts:
+                info["first_estimate_s"], info["estimates"] = firsts[0], len(firsts)
     info = {"precision": "fp32"}
     run("a short warm up text")
     start = time.perf_counter()
     run(text)
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "peak_rss_mb": rss_mb(), "rss_after_load_mb": loaded, **info}
+
+
+def machine() -> dict:
+    """The CPU model and the load averages now (1, 5, 15 min)."""
+    name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")), "unknown CPU")
+    return {"cpu": name, "load": list(os.getloadavg())}
 
 
 def main() -> None:
@@ -98,6 +125,8 @@ def main() -> None:
         return
     texts = {lang: thirty_words(f"semeval2018:{lang}:dev") for lang in args.langs.split(",")}
     results: dict[str, dict] = {}
+    before = machine()
+    print(f"{before['cpu']}, load average {before['load'][0]:.2f} at the start", flush=True)
     for lang, text in texts.items():
         for case in args.cases.split(","):
             proc = subprocess.run([sys.executable, __file__, "--model", args.model, "--threads", str(args.threads),
@@ -106,10 +135,15 @@ def main() -> None:
                 raise SystemExit(proc.stderr[-3000:])
             row = json.loads(proc.stdout.strip().splitlines()[-1])
             results.setdefault(lang, {})[case] = row
+            first = f" | first estimate {row['first_estimate_s']:5.2f} s of {row['estimates']}" if "estimates" in row else ""
             print(f"{lang} | {CASES[case][2]:<56} | {row['precision']:<4} | {row['seconds']:7.2f} s | peak RSS {row['peak_rss_mb']:6.0f} MiB "
-                  f"(after load {row['rss_after_load_mb']:6.0f})", flush=True)
+                  f"(after load {row['rss_after_load_mb']:6.0f}){first}", flush=True)
+    after = machine()
+    print(f"load average {after['load'][0]:.2f} at the end", flush=True)
     if args.output:
         Path(args.output).write_text(json.dumps({"model": args.model, "threads": args.threads, "texts": texts,
+                                                 "machine": {"cpu": before["cpu"], "load_start": before["load"],
+                                                             "load_end": after["load"]},
                                                  "results": results}, indent=1, ensure_ascii=False))
 
 
