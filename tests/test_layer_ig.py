@@ -61,14 +61,12 @@ def one_cue_rows(n: int, seed: int) -> list[dict[str, object]]:
     return rows
 
 
-@pytest.fixture(scope="module")
-def stack_model(tiny_encoder, tiny_encoder_b, tmp_path_factory):
+def train_one_cue_stack(folder, tiny_encoder, tiny_encoder_b) -> ExplainModel:
     """A tiny stack (two frozen tiny encoders, naive stacking) trained on texts where one word
-    alone decides each label."""
+    alone decides each label; its dev file is ``folder / "dev.csv"``."""
     from conftest import tiny_stack_config, write_brighter_csv
     from emoscope.training import train_stack
 
-    folder = tmp_path_factory.mktemp("layer-ig-stack")
     data = {"train": write_brighter_csv(folder / "train.csv", one_cue_rows(240, 1)),
             "dev": write_brighter_csv(folder / "dev.csv", one_cue_rows(60, 2))}
     config = tiny_stack_config([(tiny_encoder, False), (tiny_encoder_b, False)], data, folds=0)
@@ -77,6 +75,11 @@ def stack_model(tiny_encoder, tiny_encoder_b, tmp_path_factory):
         mp.setenv("EMOSCOPE_CACHE_DIR", str(folder / "cache"))
         path = train_stack(config, folder / "s", progress=False, log=lambda _: None)
     return ExplainModel(Predictor(path))
+
+
+@pytest.fixture(scope="module")
+def stack_model(tiny_encoder, tiny_encoder_b, tmp_path_factory):
+    return train_one_cue_stack(tmp_path_factory.mktemp("layer-ig-stack"), tiny_encoder, tiny_encoder_b)
 
 
 def test_layer_ig_equals_captum_layer_integrated_gradients(stack_model):

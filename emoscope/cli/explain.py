@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from emoscope.errors import InputError
 from emoscope.fsutil import check_output_file, write_text_atomic
@@ -69,6 +70,56 @@ def _explain_evaluate(args: argparse.Namespace, model, params: dict[str, dict[st
     return 0
 
 
+def _summary_progress(quiet: bool):
+    """A one-line progress bar on stderr for ``--summary`` (a line per tenth when not a terminal)."""
+    import sys
+
+    shown = [-1]
+
+    def show(done: int, total: int) -> None:
+        if quiet:
+            return
+        width = 30
+        filled = width * done // total
+        if sys.stderr.isatty():
+            end = "\n" if done == total else ""
+            print(f"\rexplaining [{'#' * filled}{'.' * (width - filled)}] {done}/{total} texts", end=end,
+                  file=sys.stderr, flush=True)
+        elif 10 * done // total > shown[0]:
+            shown[0] = 10 * done // total
+            print(f"explaining: {done}/{total} texts", file=sys.stderr, flush=True)
+    return show
+
+
+def _explain_summary(args: argparse.Namespace, model) -> int:
+    """``explain --summary``: the words that raise and lower each label across a dataset (layer IG)."""
+    from emoscope.explain.dataset import dataset_attributions, load_texts  # imports torch: only when explaining
+    from emoscope.explain.word_summary import check_subset, summarize, summary_csv  # numpy: only for --summary
+
+    if not args.data:
+        raise InputError("--summary needs --data: 'validation' (the bundle's), a dataset spec or a CSV/TSV/JSONL file")
+    if args.csv and not args.output:
+        raise InputError("--csv writes beside --output FILE.json: give --output too")
+    data = load_texts(args.data, model, args.data_root, args.text_column)
+    check_subset(args.subset, data.gold is not None)
+    params = {"n_steps": args.steps} if args.steps is not None else {}
+    attributions = dataset_attributions(model, data.texts, params, _summary_progress(args.quiet), cache=not args.no_cache)
+    summary = summarize(attributions, model.thresholds, data.gold, data.mask, args.label or None, args.language or None,
+                        args.subset, args.top_k, args.min_count, args.examples)
+    summary = {"model": str(args.model), "data": data.name, **summary}
+    out = json.dumps(summary, ensure_ascii=False, indent=1)
+    if not args.output:
+        print(out)
+        return 0
+    write_text_atomic(args.output, out)
+    print(f"written to {args.output}")
+    if args.csv:
+        csv_path = str(Path(args.output).with_suffix(".csv"))
+        write_text_atomic(csv_path, summary_csv(summary))
+        print(f"written to {csv_path}")
+    return 0
+
+
 def _cmd_explain(args: argparse.Namespace) -> int:
     from emoscope.explain import ExplainModel, explain, faithfulness, render_html  # imports torch: only when explaining
     from emoscope.predict import Predictor  # imports torch: loaded only for the commands that run a model
@@ -79,8 +130,10 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     model = ExplainModel(Predictor(args.model))
     if args.evaluate:
         return _explain_evaluate(args, model, params)
+    if args.summary:
+        return _explain_summary(args, model)
     if args.text is None:
-        raise InputError('give --text "..." to explain (or --evaluate --data SPEC)')
+        raise InputError('give --text "..." to explain (or --evaluate / --summary --data SPEC)')
     exp = explain(model, args.text, args.method, args.label or None, params[args.method])
     if args.format == "html":
         body = "\n".join(render_html(exp, label) for label in exp.labels)
@@ -120,9 +173,22 @@ def add_parser(sub) -> None:
     p.add_argument("--encoder", help="attention: 'fine-tuned' (default: averaged over the encoders fine-tuned on "
                                      "emotions), 'all', or one encoder's name from the bundle")
     p.add_argument("--evaluate", action="store_true", help="faithfulness of the methods on a dataset sample")
-    p.add_argument("--data", help="--evaluate: labelled dataset spec or file")
+    p.add_argument("--data", help="--evaluate: labelled dataset spec or file; --summary: also 'validation' or an unlabelled file")
     p.add_argument("--data-root", help="folder holding the datasets")
     p.add_argument("--n", type=int, default=30, help="--evaluate: texts to sample")
     p.add_argument("--methods", default="lime,attention,ig", help="--evaluate: comma-separated methods")
+    p.add_argument("--summary", action="store_true",
+                   help="the words that most raise and lower each label across --data (layer IG of every text), "
+                        "per language; cached per bundle, data and steps")
+    p.add_argument("--csv", action="store_true", help="--summary: also write the word tables as CSV beside --output")
+    p.add_argument("--subset", default="all", help="--summary: the texts per label: all, gold, predicted, correct, "
+                                                   "errors, false-positives, false-negatives")
+    p.add_argument("--language", action="append", help="--summary: a language to report (repeat; default: all and "
+                                                       "each detected one)")
+    p.add_argument("--top-k", type=int, default=20, help="--summary: words per list")
+    p.add_argument("--min-count", type=int, default=3, help="--summary: occurrences a word needs to be listed")
+    p.add_argument("--examples", type=int, default=3, help="--summary: example texts per word")
+    p.add_argument("--text-column", default="text", help="--summary: the text column of an unlabelled file")
+    p.add_argument("--no-cache", action="store_true", help="--summary: compute afresh, do not read or write the cache")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_explain)
