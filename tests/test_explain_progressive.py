@@ -124,3 +124,22 @@ def test_a_method_that_is_not_progressive_streams_its_result_only(tiny_model):
     out = list(explain_progressive(tiny_model, TEXT, "attention", None, {}))
     assert len(out) == 1 and not out[0].partial
     assert finished(out[0]) == finished(explain(tiny_model, TEXT, "attention", None, {}))
+
+
+def test_lime_draws_its_perturbations_exactly_as_the_lime_package_does():
+    from lime.lime_text import IndexedString, LimeTextExplainer
+
+    from emoscope.explain.lime import neighbourhood
+    from emoscope.text import segment_words
+
+    def explainer():
+        return LimeTextExplainer(split_expression=lambda s: [w.text for w in segment_words(s)], bow=False,
+                                 mask_string="", random_state=7)
+
+    data, texts, distances = neighbourhood(explainer(), TEXT, 120)
+    seen: list[str] = []
+    lime = explainer()
+    indexed = IndexedString(TEXT, bow=False, split_expression=lime.split_expression, mask_string="")
+    their_data, _, their_distances = lime._LimeTextExplainer__data_labels_distances(  # the package's own sampler
+        indexed, lambda batch: seen.extend(batch) or np.zeros((len(batch), 2)), 120)
+    assert texts == seen and np.array_equal(data, their_data) and np.array_equal(distances, their_distances)
