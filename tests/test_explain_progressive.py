@@ -4,7 +4,9 @@ final result as a run that never streams, and Stop keeping what was computed (is
 from __future__ import annotations
 
 import json
+import shutil
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,3 +145,25 @@ def test_lime_draws_its_perturbations_exactly_as_the_lime_package_does():
     their_data, _, their_distances = lime._LimeTextExplainer__data_labels_distances(  # the package's own sampler
         indexed, lambda batch: seen.extend(batch) or np.zeros((len(batch), 2)), 120)
     assert texts == seen and np.array_equal(data, their_data) and np.array_equal(distances, their_distances)
+
+
+def test_explain_page_keeps_each_estimate_and_shows_a_stopped_one_marked_partial(tiny_bundle, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    shutil.copytree(tiny_bundle, tmp_path / "tiny")
+    monkeypatch.setenv("EMOSCOPE_MODELS_DIR", str(tmp_path))
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120).run()
+    at.switch_page("pages/explain.py").run()
+    at.text_area(key="explain_text").input(TEXT).run()
+    at.radio(key="explain_method").set_value("LIME").run()
+    next(b for b in at.button if b.label == "Explain").click().run()
+    assert not at.exception and not at.warning  # finished: no partial note
+    request, estimate = at.session_state["explain_partial"]  # the last estimate the run showed, kept for Stop
+    assert request == at.session_state["explain_last"] and estimate.partial and estimate.method == "lime"
+    assert any("faithfulness for" in c.value for c in at.caption)
+    at.session_state["explain_stopped"] = request  # what the Stop button's callback records
+    at.run()
+    assert not at.exception
+    done, total = estimate.progress["done"], estimate.progress["total"]
+    assert f"Stopped: estimate from {done:,} of {total:,} samples (partial)" in at.warning[0].value
+    assert any("es-word" in h.proto.body for h in at.get("html"))
