@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import CUES, FILLER, tiny_config
+
 from emoscope.config import DataConfig, LossConfig, MetaConfig, RunConfig
 from emoscope.data import load_training_data, restrict_labels
 from emoscope.losses import loss_from_config

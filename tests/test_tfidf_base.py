@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import tiny_stack_config
+
 from emoscope.bundle import PICKLE_SUFFIXES, read_manifest
 from emoscope.config import BaseConfig, RunConfig, StackConfig
 from emoscope.errors import BundleError, ConfigError
@@ -45,8 +46,10 @@ def tfidf_stack(tiny_encoder, tiny_data, folds: int = 2, **training) -> RunConfi
 @pytest.fixture(scope="module")
 def tfidf_bundle(tmp_path_factory, tiny_encoder, tiny_data) -> Path:
     config = tfidf_stack(tiny_encoder, tiny_data)
-    return train_stack(config, tmp_path_factory.mktemp("tfidf") / "stack", progress=False, log=quiet,
-                       work=tmp_path_factory.mktemp("work"))
+    with pytest.MonkeyPatch.context() as mp:  # a cache of its own (the autouse one is per test)
+        mp.setenv("EMOSCOPE_CACHE_DIR", str(tmp_path_factory.mktemp("tfidf-cache")))
+        return train_stack(config, tmp_path_factory.mktemp("tfidf") / "stack", progress=False, log=quiet,
+                           work=tmp_path_factory.mktemp("work"))
 
 
 def test_the_recipe_section_round_trips_and_is_checked(tiny_encoder, tiny_data):
@@ -148,9 +151,11 @@ def test_the_bundle_stores_the_base_without_pickles_and_predicts_identically(tfi
     texts = ["I am so happy today", "sad sad day", "حزين اليوم"]
     first = Predictor(tfidf_bundle).model.predict_proba(texts)
     np.testing.assert_array_equal(Predictor(tfidf_bundle).model.predict_proba(texts), first)
+    # the validation texts as stage 2 and 3 scored them (the same batches: padding moves the tiny
+    # encoder's outputs by ~1e-5, as test_stack allows)
     validation = json.loads((tfidf_bundle / "validation.json").read_text(encoding="utf-8"))
-    again = Predictor(tfidf_bundle).model.predict_proba(validation["texts"][:20])
-    np.testing.assert_allclose(again, np.asarray(validation["probs"][:20]), atol=1e-5)
+    again = Predictor(tfidf_bundle).predict_proba(validation["texts"])
+    np.testing.assert_allclose(again, np.asarray(validation["probs"]), atol=2e-5)
 
 
 def test_the_tfidf_base_moves_the_prediction(tfidf_bundle):
@@ -163,8 +168,6 @@ def test_the_tfidf_base_moves_the_prediction(tfidf_bundle):
 
 
 def test_a_bundle_whose_base_was_removed_is_refused(tfidf_bundle, tmp_path):
-    import shutil
-
     copy = tmp_path / "edited"
     shutil.copytree(tfidf_bundle, copy)
     raw = json.loads((copy / "manifest.json").read_text(encoding="utf-8"))
