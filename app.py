@@ -30,6 +30,7 @@ page = st.navigation([
     st.Page("pages/predict.py", title="Predict", icon="🔮", default=opens_on == "predict"),
     st.Page("pages/train.py", title="Train", icon="🏋️", default=opens_on == "train"),
     st.Page("pages/explain.py", title="Explain", icon="🔍"),
+    st.Page("pages/words.py", title="Words across a dataset", icon="🗂️"),
     st.Page("pages/thresholds.py", title="Thresholds", icon="🎚️"),
     st.Page("pages/evaluate.py", title="Evaluate", icon="📊"),
     st.Page("pages/errors.py", title="Errors", icon="🧐"),

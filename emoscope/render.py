@@ -90,8 +90,28 @@ def render_html(explanation: Explanation, label: str | None = None) -> SafeHtml:
                     f'line-height: 2; font-size: 1.1rem; text-align: {align}">{"".join(parts)}</div></div>')
 
 
-__all__ = ["INPUT_BIDI_CSS", "SafeHtml", "contain_bidi", "escape_markdown", "isolate_bidi", "plot_text", "render_html",
-           "text_html"]
+def highlight_html(text: str, start: int, end: int, score: float, caption: str = "") -> SafeHtml:
+    """``text`` with the word at ``[start, end)`` highlighted in the colour of ``score`` (orange:
+    raises the label, purple: lowers it), the rest plain; an optional caption above. Escaped and
+    direction-aware as :func:`render_html` is (the word a bidi-isolated span)."""
+    if not 0 <= start <= end <= len(text):
+        raise InputError(f"the word's offsets {start}..{end} are outside a text of {len(text)} characters")
+    title = html.escape(f"{score:+.4f}", quote=True)
+    word = (f'<span class="es-word" dir="auto" title="{title}" data-score="{score:.6f}" style="unicode-bidi: isolate; '
+            f'background-color: {_colour(score, abs(score))}; border-radius: 3px; padding: 0 2px">'
+            f'{html.escape(text[start:end])}</span>')
+    direction = "rtl" if is_rtl(text) else "ltr"
+    align = "right" if direction == "rtl" else "left"
+    header = (f'<div class="es-header" style="font-size: 0.85rem; opacity: 0.8">{html.escape(caption)}</div>'
+              if caption else "")
+    return SafeHtml(f'<div class="emoscope-explanation" dir="auto">{header}'
+                    f'<div class="es-text" dir="{direction}" style="unicode-bidi: isolate; white-space: pre-wrap; '
+                    f'line-height: 2; font-size: 1.05rem; text-align: {align}">{html.escape(text[:start])}{word}'
+                    f'{html.escape(text[end:])}</div></div>')
+
+
+__all__ = ["INPUT_BIDI_CSS", "SafeHtml", "contain_bidi", "escape_markdown", "highlight_html", "isolate_bidi", "plot_text",
+           "render_html", "text_html"]
 
 
 # Explicit direction controls (UAX #9): embeddings and overrides, closed by PDF; isolates, closed by PDI.

@@ -89,7 +89,7 @@ def _validation(models_dir):
 
 
 def test_every_page_runs_without_exception(models_dir):
-    for page in ("pages/predict.py", "pages/explain.py", "pages/thresholds.py", "pages/evaluate.py",
+    for page in ("pages/predict.py", "pages/explain.py", "pages/words.py", "pages/thresholds.py", "pages/evaluate.py",
                  "pages/errors.py", "pages/batch.py", "pages/train.py"):
         at = AppTest.from_file(APP, default_timeout=60).run()
         at.switch_page(page).run()

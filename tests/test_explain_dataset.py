@@ -154,3 +154,66 @@ def test_summary_csv_lists_every_word_row(dev_attributions):
     rows = list(csv.reader(summary_csv(summary).splitlines()))
     expected = sum(len(block[d]) for per in summary["labels"].values() for block in per.values() for d in ("raise", "lower"))
     assert len(rows) == 1 + expected
+
+
+# --- the page ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def app_models(cue_stack, tmp_path, monkeypatch):
+    import shutil
+
+    model, dev = cue_stack
+    shutil.copytree(model.predictor.path, tmp_path / "models" / "cue-stack")
+    monkeypatch.setenv("EMOSCOPE_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("EMOSCOPE_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "models", dev
+
+
+def test_the_page_lists_each_labels_cue_and_shows_it_in_its_texts(app_models):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    app = str(Path(__file__).parent.parent / "app.py")
+    _, dev = app_models
+    at = AppTest.from_file(app, default_timeout=180).run()
+    at.switch_page("pages/words.py").run()
+    at.radio(key="words_source").set_value("an uploaded file").run()
+    at.get("file_uploader")[0].upload("dev.csv", dev.read_bytes(), "text/csv")
+    at.run()
+    assert not at.exception and "not explained with these settings yet" in " ".join(c.value for c in at.caption)
+    at.select_slider(key="words_steps").set_value(8).run()
+    at.button(key="words_run").click().run()
+    assert not at.exception, at.exception
+    assert at.dataframe[0].value["word"].iloc[0] == ONE_CUE[LABELS[0]]  # raise anger: its cue first
+    at.selectbox(key="words_label").set_value("joy").run()
+    assert at.dataframe[0].value["word"].iloc[0] == "happy"
+    bodies = [h.proto.body for h in at.get("html")]
+    assert any('class="es-word"' in b and ">happy</span>" in b for b in bodies)  # the examples, word highlighted
+    at.selectbox(key="words_subset").set_value("false-negatives").run()
+    assert not at.exception
+    # a second visit reads the cache: no button, the same table at once
+    again = AppTest.from_file(app, default_timeout=180).run()
+    again.switch_page("pages/words.py").run()
+    again.radio(key="words_source").set_value("an uploaded file").run()
+    again.get("file_uploader")[0].upload("dev.csv", dev.read_bytes(), "text/csv")
+    again.run()
+    again.select_slider(key="words_steps").set_value(8).run()
+    assert not again.exception and "read from the cache" in " ".join(c.value for c in again.caption)
+    assert again.dataframe[0].value["word"].iloc[0] == ONE_CUE[LABELS[0]]
+
+
+def test_the_page_refuses_bad_files_in_one_line(app_models, tmp_path):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    app = str(Path(__file__).parent.parent / "app.py")
+    for content, message in ((b"tweet\nso furious\n", "no 'text' column"), (b"", "empty")):
+        at = AppTest.from_file(app, default_timeout=120).run()
+        at.switch_page("pages/words.py").run()
+        at.radio(key="words_source").set_value("an uploaded file").run()
+        at.get("file_uploader")[0].upload("bad.csv", content, "text/csv")
+        at.run()
+        assert not at.exception and message in at.error[0].value and "\n" not in at.error[0].value

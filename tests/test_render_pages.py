@@ -3,7 +3,8 @@
 Two bundles are trained the same way on the same texts: one with plain label names, one whose
 label names, name and description hold Markdown, HTML, bidi controls and ``$math$``. Every page
 that shows user text (Predict, Explain, Errors, Evaluate on the validation set and on an upload,
-Batch and its preview, Thresholds, Model, Train's failed-run line, and the sidebar) is visited
+Batch and its preview, Words across a dataset, Thresholds, Model, Train's failed-run line, and the
+sidebar) is visited
 the same way twice: with the plain bundle and plain texts, and with the payload bundle and
 payload texts (typed, uploaded, in the validation set, in a run's log). The pages must draw the
 same elements both times: every Markdown-bearing string (bodies, widget and tab labels) renders
@@ -178,6 +179,7 @@ def visit_every_page(tmp_path, monkeypatch, bundle: Path, labels: list[str], tex
     (tmp_path / "recipes").mkdir()
     monkeypatch.setenv("EMOSCOPE_MODELS_DIR", str(models))
     monkeypatch.setenv("EMOSCOPE_RECIPES_DIR", str(tmp_path / "recipes"))
+    monkeypatch.setenv("EMOSCOPE_CACHE_DIR", str(tmp_path / "cache"))  # the Words page's attributions
     read_validation = state.read_validation
     monkeypatch.setattr(state, "read_validation", lambda path, manifest: dataclasses.replace(
         read_validation(path, manifest), texts=[f"{text} {t}" for t in read_validation(path, manifest).texts]))
@@ -205,6 +207,10 @@ def visit_every_page(tmp_path, monkeypatch, bundle: Path, labels: list[str], tex
     at.run()
     _button(at, "Predict").click().run()
     seen["batch"] = page_view(at)
+    at.switch_page("pages/words.py").run()
+    at.select_slider(key="words_steps").set_value(4).run()
+    _button(at, "Explain the dataset").click().run()
+    seen["words"] = page_view(at)
     for page in ("thresholds", "model", "train"):
         at.switch_page(f"pages/{page}.py").run()
         seen[page] = page_view(at)
@@ -225,7 +231,7 @@ def views(bundles, tmp_path_factory):
         mp.undo()
 
 
-PAGES = ("predict", "explain", "errors", "evaluate", "evaluate upload", "batch", "thresholds", "model", "train")
+PAGES = ("predict", "explain", "errors", "evaluate", "evaluate upload", "batch", "words", "thresholds", "model", "train")
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -241,7 +247,7 @@ def test_user_text_adds_no_plotly_markup(views, page):
     assert views["plain"][page]["plotly"] == views["payload"][page]["plotly"]
 
 
-@pytest.mark.parametrize("page", ["predict", "explain", "errors"])
+@pytest.mark.parametrize("page", ["predict", "explain", "errors", "words"])
 def test_html_holds_only_the_renderers_spans_with_the_text_exactly_as_typed(views, page):
     bodies = [b for b in views["payload"][page]["html"] if "<style>" not in b]
     assert bodies, page

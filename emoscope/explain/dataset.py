@@ -44,6 +44,11 @@ class TextsToExplain:
     gold: np.ndarray | None = None
     mask: np.ndarray | None = None
 
+    @classmethod
+    def of_validation(cls, data: Any) -> TextsToExplain:
+        """A bundle's :class:`~emoscope.bundle.ValidationData`."""
+        return cls(list(data.texts), "validation", np.asarray(data.labels), data.mask)
+
 
 @dataclass
 class DatasetAttributions:
@@ -98,7 +103,7 @@ def load_texts(spec: str, model: ExplainModel, data_root: str | None = None, tex
         data = read_validation(model.predictor.path, model.predictor.manifest)
         if data is None:
             raise InputError(f"{model.predictor.path} holds no validation set; give a dataset spec or file instead")
-        return TextsToExplain(list(data.texts), "validation", np.asarray(data.labels), data.mask)
+        return TextsToExplain.of_validation(data)
     path = Path(spec)
     if path.is_file() and path.suffix.lower() in (".csv", ".tsv", ".jsonl"):
         from emoscope import rowfiles  # the file readers: only for an uploaded or named file
@@ -137,6 +142,14 @@ def cache_folder(key: str) -> Path:
     return cache_dir() / "explain-dataset" / key
 
 
+def cached_attributions(model: ExplainModel, texts: Sequence[str],
+                        params: dict[str, Any] | None = None) -> DatasetAttributions | None:
+    """What :func:`dataset_attributions` would read from the disk cache, or None when it would
+    compute (the app queues the work only then)."""
+    folder = cache_folder(cache_key(model, texts, resolve_params(METHOD, params, model)))
+    return DatasetAttributions.load(folder) if folder.is_dir() else None
+
+
 def dataset_attributions(model: ExplainModel, texts: Sequence[str], params: dict[str, Any] | None = None,
                          on_progress: Callable[[int, int], None] | None = None, cache: bool = True,
                          batch_texts: int = BATCH_TEXTS) -> DatasetAttributions:
@@ -146,12 +159,11 @@ def dataset_attributions(model: ExplainModel, texts: Sequence[str], params: dict
         raise InputError("there are no texts to explain")
     params = resolve_params(METHOD, params, model)
     folder = cache_folder(cache_key(model, texts, params)) if cache else None
-    if folder is not None and folder.is_dir():
-        hit = DatasetAttributions.load(folder)
-        if hit is not None:
-            if on_progress is not None:
-                on_progress(len(texts), len(texts))
-            return hit
+    hit = cached_attributions(model, texts, params) if cache else None
+    if hit is not None:
+        if on_progress is not None:
+            on_progress(len(texts), len(texts))
+        return hit
     result = _compute(model, list(texts), params, on_progress, batch_texts)
     if folder is not None:
         folder.parent.mkdir(parents=True, exist_ok=True)
