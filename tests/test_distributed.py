@@ -43,8 +43,8 @@ from emoscope.distributed import World
 from emoscope.progress import read_events
 
 ROOT = Path(__file__).resolve().parent.parent
-PROB_TOL = 2e-3
-F1_TOL = 0.02
+PROB_TOL = 1e-4  # measured: 1e-6 (the bundle's 6-decimal rounding), macro-F1 equal
+F1_TOL = 0.01
 STOP_WITHIN_S = 120
 
 
