@@ -276,8 +276,8 @@ def test_evaluate_page_scores_an_uploaded_labelled_file_and_rejects_wrong_column
 
 # --- the page defects of issue 12, each fixed and held here ------------------------------------
 
-PAGES = ("pages/predict.py", "pages/explain.py", "pages/thresholds.py", "pages/evaluate.py", "pages/errors.py",
-         "pages/batch.py", "pages/train.py")
+PAGES = ("pages/predict.py", "pages/explain.py", "pages/words.py", "pages/thresholds.py", "pages/evaluate.py",
+         "pages/errors.py", "pages/batch.py", "pages/train.py")
 EVIL = '<script>alert(1)</script><img src=x onerror=alert(2)> so furious'
 
 
