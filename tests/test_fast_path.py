@@ -171,3 +171,35 @@ def test_the_fast_model_scores_token_ids_only(tiny_bundle, tmp_path):
     batches, _ = model.encode_texts(["furious"])
     with pytest.raises(ConfigError, match="token ids only"):
         model.encoders[0](attention_mask=batches[0]["attention_mask"], inputs_embeds=batches[0]["input_ids"])
+
+
+def test_the_batch_page_scores_on_the_fast_path_with_its_thresholds(tiny_bundle, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from emoscope.fast_path import tune_fast
+    from emoscope.predict import Predictor
+
+    app = str(Path(__file__).parent.parent / "app.py")
+    monkeypatch.setenv("EMOSCOPE_MODELS_DIR", str(tmp_path / "models"))
+    plain = _copy(tiny_bundle, tmp_path / "models")
+    at = AppTest.from_file(app, default_timeout=120).run()
+    at.switch_page("pages/batch.py").run()
+    assert not at.exception and at.checkbox(key="batch_fast").disabled  # no fast thresholds yet
+    record = tune_fast(plain)
+    # Thresholds of the fast path no fp32 threshold is near, so the labels tell which were used.
+    record = replace(record, thresholds=[0.001, 0.999, 0.001, 0.999])
+    bundle_io.update_path_thresholds(plain, "onnxruntime", record)
+    at = AppTest.from_file(app, default_timeout=120).run()
+    at.switch_page("pages/batch.py").run()
+    at.checkbox(key="batch_fast").check().run()
+    at.get("file_uploader")[0].upload("t.csv", "text\nso furious today\nسعيد اليوم\n".encode(), "text/csv")
+    at.run()
+    assert not at.exception
+    assert any("fast path's own thresholds" in c.value for c in at.caption)
+    at.button[0].click().run()
+    assert not at.exception and "2 rows: 2 predicted" in at.success[0].value
+    frame = at.dataframe[0].value
+    probs = Predictor(plain, fast=True).predict_proba(["so furious today", "سعيد اليوم"])
+    labels = Predictor(plain).labels
+    expected = (probs >= np.asarray(record.thresholds, dtype=np.float32)).astype(int)
+    assert expected[:, 0].tolist() == [1, 1] and frame[labels].to_numpy().tolist() == expected.tolist()

@@ -17,8 +17,10 @@ fingerprint and the exporter's versions; later loads reuse the file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
+import logging
 import threading
 import warnings
 from dataclasses import dataclass
@@ -90,13 +92,13 @@ def fast_model(model: EmotionModel, threads: int | None = None, cache: Path | No
     threads = threads or torch.get_num_threads()
     folder = (cache or cache_dir()) / "onnx"
     for encoder in model.encoders:
-        fast = OrtEncoder(encoder.get_input_embeddings(), _session(export_encoder(encoder, folder), threads),
+        fast = OrtEncoder(encoder.get_input_embeddings(), ort_session(export_encoder(encoder, folder), threads),
                           encoder.config)
-        _replace_module(model, encoder, fast)
+        replace_module(model, encoder, fast)
     return model
 
 
-def _replace_module(root: nn.Module, old: nn.Module, new: nn.Module) -> None:
+def replace_module(root: nn.Module, old: nn.Module, new: nn.Module) -> None:
     """Put ``new`` where ``old`` sits in ``root`` (a ModuleList entry or an attribute)."""
     for name, module in list(root.named_modules()):
         for child_name, child in list(module.named_children()):
@@ -124,7 +126,7 @@ def export_encoder(encoder: nn.Module, folder: Path) -> Path:
         # 3 x 8: sizes other than 0 and 1 (which torch.export would fix) and unequal (or it ties the two axes).
         example = (torch.randn(3, 8, hidden), torch.ones(3, 8, dtype=torch.long))
         batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq")
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet_logger("torch.onnx"):
             warnings.simplefilter("ignore")  # the exporter's deprecation and axis-naming notes
             program = torch.onnx.export(_FromEmbeddings(encoder).eval(), example, input_names=["embeds", "mask"],
                                         output_names=["hidden"], dynamo=True, optimize=True, verbose=False,
@@ -134,7 +136,19 @@ def export_encoder(encoder: nn.Module, folder: Path) -> Path:
         return target
 
 
-def _session(path: Path, threads: int):
+@contextlib.contextmanager
+def _quiet_logger(name: str):
+    """Only errors from logger ``name`` (the exporter logs a warning per torchvision op it skips)."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def ort_session(path: Path, threads: int):
     import onnxruntime as ort  # a heavy import, only for the fast path
 
     options = ort.SessionOptions()
