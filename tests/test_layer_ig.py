@@ -1,5 +1,5 @@
 """Layer IG (``layer-ig``): the meta-learner along the path equals the meta-learner on built vectors,
-the attribution equals Captum's LayerIntegratedGradients on the same layer and baseline, completes,
+the attribution equals Captum's IntegratedGradients at the same layer from the same baseline, completes,
 ranks the one word that drives a label first, says what it attributes to, and works from the CLI."""
 
 from __future__ import annotations
@@ -82,28 +82,46 @@ def stack_model(tiny_encoder, tiny_encoder_b, tmp_path_factory):
     return train_one_cue_stack(tmp_path_factory.mktemp("layer-ig-stack"), tiny_encoder, tiny_encoder_b)
 
 
-def test_layer_ig_equals_captum_layer_integrated_gradients(stack_model):
-    """Captum's LayerIntegratedGradients on the meta-learner's LayerNorms' inputs (each encoder's
-    word vectors), the full model run from each encoder's input embeddings, the padding-embedding
-    baseline: the layer activations of the text and of the blank text, integrated in between."""
-    from captum.attr import LayerIntegratedGradients
+def test_layer_ig_equals_captum_integrated_gradients_at_the_layer(stack_model):
+    """Captum's IntegratedGradients over the meta-learner's input (each word's stacked vector, the
+    base logits fixed) from the blank text's vectors: layer IG by definition."""
+    from captum.attr import IntegratedGradients
+
+    from emoscope.explain.layer_ig import layer_pass
 
     model = stack_model
     text = "so furious and scared today غاضب"
     exp = explain(model, text, "layer-ig", None, {"n_steps": 24})
     _, read, model_words = model.words(text)
-    batches = model.batches(model_words)
-    inputs, bases = model.input_embeddings(batches), model.baselines(batches)
-    meta = model.model.gradient_meta
+    passed = layer_pass(model, [model_words])
 
-    def forward(*embeds):
-        return model.forward_embeds(list(embeds), batches, len(model_words))
+    def forward(vectors):
+        return torch.sigmoid(model.model.from_word_layer(passed.layer, vectors, torch.zeros(len(vectors), dtype=torch.long),
+                                                         for_gradients=True))
 
-    lig = LayerIntegratedGradients(forward, list(meta.norms))
+    ig = IntegratedGradients(forward)
     for j, label in enumerate(LABELS):
-        attrs = lig.attribute(tuple(inputs), baselines=tuple(bases), target=j, n_steps=24, attribute_to_layer_input=True)
-        per_word = sum(a.sum(-1)[0] for a in attrs).detach().numpy()
-        np.testing.assert_allclose(exp.scores(label)[read], per_word, atol=2e-5)
+        attr = ig.attribute(passed.layer.vectors, baselines=passed.baseline, target=j, n_steps=24)
+        np.testing.assert_allclose(exp.scores(label)[read], attr.sum(-1)[0].detach().numpy(), atol=2e-5)
+
+
+def test_the_blank_baseline_is_the_layer_of_a_text_of_padding_tokens(stack_model):
+    """One padding token per word between the special and prefix tokens, read from input embeddings;
+    the same for every text of that many words."""
+    from emoscope.explain.layer_ig import blank_words, layer_pass
+
+    model = stack_model
+    a, b = layer_pass(model, [["so", "furious", "today"], ["we", "went", "home"]]).baseline
+    torch.testing.assert_close(a, b)
+    emotion = model.model
+    batches = []
+    for we in emotion.word_encoders:
+        ids = we.tokenizer([[we.tokenizer.pad_token] * 3], is_split_into_words=True)["input_ids"][0]
+        assert ids.count(we.pad_id) == 3  # [CLS] pad pad pad [SEP]
+        batches.append(we.pad([(ids, [-1] + [0, 1, 2] + [-1])]))
+    layer = emotion.word_layer(batches, torch.tensor([3]), inputs_embeds=model.input_embeddings(batches))
+    torch.testing.assert_close(blank_words(model, 3), layer.vectors[0].float())
+    torch.testing.assert_close(a[:3], blank_words(model, 3))
 
 
 def test_layer_ig_completes_and_says_what_it_attributes_to(stack_model):

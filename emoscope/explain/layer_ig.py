@@ -9,12 +9,16 @@ the encoder's last hidden states (one vector per token, summed onto the words). 
 attributed is therefore each word's *contextual vector*: a word's score also carries what its
 context wrote into that vector, and the encoders themselves are not explained.
 
-Baseline: the same layer's vectors for the text with every word token replaced by the padding
-token (special and prefix tokens kept), i.e. exact IG's baseline passed through the encoders.
-Zero vectors would be the textbook choice but are degenerate here: the meta-learner starts with
-a LayerNorm per encoder, which is scale invariant, so along the path ``a * x`` it is constant
-except in a sliver near 0 that no quadrature step sees (completeness fails). The blank text keeps
-the path inside what the head was trained on, and makes the reference the one exact IG uses.
+Baseline: the same layer's vectors for a blank text, every word replaced by the padding token
+(special and prefix tokens kept), as exact IG's baseline does in the input embeddings. For a stack,
+whose layer holds one vector per word, the blank has one padding token per word, so it depends on
+nothing but the word count: computed once per count and model (:func:`blank_words`), shared by
+every text of that length (a dataset's words are scored against the same reference), and nearly
+free. For a single encoder, whose layer holds one vector per token, it is the text's own tokens
+with each word token padded (one more encoder pass). Zero vectors would be the textbook choice but
+are degenerate here: the meta-learner starts with a LayerNorm per encoder, which is scale
+invariant, so along the path ``a * x`` it is constant except in a sliver near 0 that no quadrature
+step sees (completeness fails). The blank keeps the path inside what the head was trained on.
 Anything else the head reads (the base classifiers' logits of a stack that stacks them) is held
 at the text's own values, so its share of the prediction is not attributed; the diagnostics say so.
 
@@ -27,6 +31,8 @@ the same layer and baseline (tested); the completeness gap is reported per label
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,8 +52,8 @@ PARAMS = (
               widget=Widget("Steps", presets=(4, 8, 16, 32, 64))),
 )
 
-BASELINE = ("the same layer's vectors for the text with every word token replaced by the padding token (special "
-            "and prefix tokens kept): exact IG's baseline, passed through the encoders")
+BASELINE = ("the same layer's vectors for a blank text: every word replaced by the padding token (a stack: one per "
+            "word; a single encoder: at each of the text's word tokens), special and prefix tokens kept")
 
 
 @dataclass
@@ -78,17 +84,54 @@ class LayerScores:
 
 @torch.no_grad()
 def layer_pass(model: ExplainModel, word_lists: Sequence[Sequence[str]]) -> LayerPass:
-    """Run the encoders once over the texts (their model words) and their blank baselines, batched."""
+    """Run the encoders once over the texts (their model words), batched, and give each its blank
+    baseline: for a layer of words, the blank text of as many words (:func:`blank_words`, computed
+    once per word count); for a layer of tokens, the text's own tokens with each word token
+    replaced by padding (one more encoder pass)."""
     emotion = model.model
     batches, n_words = emotion.encode_words(word_lists)
     batches = emotion.to_device(batches)
-    embeds = [torch.cat([x, b]) for x, b in zip(model.input_embeddings(batches), model.baselines(batches))]
-    doubled = [{k: torch.cat([v, v]) for k, v in batch.items()} for batch in batches]
-    both = emotion.word_layer(doubled, torch.cat([n_words, n_words]).to(model.device), inputs_embeds=embeds)
-    half = len(word_lists)
-    layer = WordLayer(both.vectors[:half].float(), both.positions[:half], n_words.to(model.device),
-                      {k: v[:half] for k, v in both.context.items()}, both.name)
-    return LayerPass(layer, both.vectors[half:].float())
+    n_words = n_words.to(model.device)
+    layer = emotion.word_layer(batches, n_words, inputs_embeds=model.input_embeddings(batches))
+    layer.vectors = layer.vectors.float()
+    if layer.per_word:
+        baseline = torch.zeros_like(layer.vectors)
+        for row, n in enumerate(n_words.tolist()):
+            baseline[row, :n] = blank_words(model, n)
+    else:
+        baseline = emotion.word_layer(batches, n_words, inputs_embeds=model.baselines(batches)).vectors.float()
+    return LayerPass(layer, baseline)
+
+
+_BLANKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # per EmotionModel: {word count: vectors}
+_BLANKS_LOCK = threading.Lock()
+
+
+def blank_words(model: ExplainModel, n: int) -> torch.Tensor:
+    """The head's input ``[n, D]`` for a blank text of ``n`` words: each encoder reads its special
+    and prefix tokens as for any text and one padding token per word (from input embeddings, as
+    exact IG feeds its baseline). Depends on nothing but ``n``: computed once per model and count."""
+    emotion = model.model
+    with _BLANKS_LOCK:
+        cached = _BLANKS.setdefault(emotion, {}).get(n)
+    if cached is not None:
+        return cached
+    batches = []
+    for we in emotion.word_encoders:
+        (ids, index), = we.encode([["x"]])
+        first, last = index.index(0), len(index) - 1 - index[::-1].index(0)  # the one word's tokens
+        before, after = ids[:first], ids[last + 1:]
+        pads = max(0, min(n, we.max_length - len(before) - len(after)))  # the text's own cut, if it has one
+        blank = (before + [we.pad_id] * pads + after, [-1] * len(before) + list(range(pads)) + [-1] * len(after))
+        batches.append(we.pad([blank]))
+    batches = emotion.to_device(batches)
+    counts = torch.as_tensor([n], device=model.device)
+    with torch.no_grad():
+        layer = emotion.word_layer(batches, counts, inputs_embeds=model.input_embeddings(batches))
+    vectors = layer.vectors[0, :n].float()
+    with _BLANKS_LOCK:
+        _BLANKS[emotion][n] = vectors
+    return vectors
 
 
 def _steps(n_steps: int) -> tuple[np.ndarray, np.ndarray]:

@@ -41,13 +41,15 @@ class WordLayer:
     input (each word's stacked vector, positions = words), a single encoder's last hidden states
     (positions = tokens). ``positions [B, P]``: the model word each position belongs to (-1: a
     special, prefix or padding token); ``context``: what else the head reads, per text (attention
-    mask, base classifiers' logits); ``name``: what the vectors are, in words."""
+    mask, base classifiers' logits); ``name``: what the vectors are, in words; ``per_word``: position
+    ``p`` is word ``p`` (a stack), rather than a token (a single encoder)."""
 
     vectors: torch.Tensor
     positions: torch.Tensor
     n_words: torch.Tensor
     context: dict[str, torch.Tensor] = field(default_factory=dict)
     name: str = ""
+    per_word: bool = False
 
 
 class EmotionModel(nn.Module):

@@ -124,7 +124,8 @@ class StackedModel(EmotionModel):
         positions = positions.masked_fill(positions >= n_words.to(vectors.device)[:, None], -1)
         context = {"base": torch.cat(base, dim=-1)} if base else {}
         return WordLayer(vectors, positions, n_words, context,
-                         "each word's contextual vector from every encoder, stacked (the meta-learner's input)")
+                         "each word's contextual vector from every encoder, stacked (the meta-learner's input)",
+                         per_word=True)
 
     def from_word_layer(self, layer: WordLayer, vectors: torch.Tensor | None = None, rows: torch.Tensor | None = None,
                         for_gradients: bool = False, return_features: bool = False) -> Any:
