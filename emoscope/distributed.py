@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from emoscope.errors import EmoScopeError
+from emoscope.errors import ConfigError, EmoScopeError
 from emoscope.models.runtime import cuda_bf16, pick_device
 
 TIMEOUT_ENV = "EMOSCOPE_DIST_TIMEOUT_S"
@@ -159,11 +159,17 @@ _WAIT_GROUP: list[Any] = []
 
 
 def timeout_s() -> float:
-    raw = os.environ.get(TIMEOUT_ENV, "")
-    try:
-        return float(raw) if raw else DEFAULT_TIMEOUT_S
-    except ValueError:
+    """``EMOSCOPE_DIST_TIMEOUT_S`` (a positive number of seconds; ``ConfigError`` otherwise)."""
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
         return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(f"{TIMEOUT_ENV} must be a positive number of seconds, got {raw!r}")
+    return value
 
 
 def current_world() -> World:

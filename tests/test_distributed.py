@@ -15,9 +15,11 @@ thread. What they show:
 * killing one process stops the run: the launcher ends with an error within a bound and
   leaves no bundle (partial or whole) behind;
 * a 10,000-row file scored by two processes is the single-process output, byte for byte, and
-  the parts are cleaned up;
+  the parts are cleaned up; a scoring process killed while it writes its part leaves no output,
+  and the next run scores the file whole;
 * stage 1 of a stack spread over two processes gives the same fold models (weights
-  fingerprints) and the same stacked bundle as the serial run.
+  fingerprints) and, with stage 2 spread too (one encoder per process), the same stacked bundle
+  as the serial run; a serial run over the spread run's work folder reuses every model.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from conftest import make_rows, tiny_stack_config
 from emoscope.cli.train import launch_command
 from emoscope.distributed import World
 from emoscope.progress import read_events
+from emoscope.sharded import parts_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 PROB_TOL = 1e-4  # measured: 1e-6 (the bundle's 6-decimal rounding), macro-F1 equal
@@ -124,6 +127,17 @@ def test_a_batch_is_shared_out_so_the_gradient_is_the_whole_batch_s():
     lone, scale = world1.shard_batch(np.arange(1))
     assert len(lone) == 1 and scale == 0.0
     assert World().shard_batch(idx) == (idx, 1.0)
+
+
+def test_a_bad_collective_timeout_is_one_clear_error(monkeypatch):
+    from emoscope.distributed import timeout_s
+    from emoscope.errors import ConfigError
+
+    monkeypatch.setenv("EMOSCOPE_DIST_TIMEOUT_S", "soon")
+    with pytest.raises(ConfigError, match="EMOSCOPE_DIST_TIMEOUT_S must be a positive number of seconds"):
+        timeout_s()
+    monkeypatch.setenv("EMOSCOPE_DIST_TIMEOUT_S", "90")
+    assert timeout_s() == 90.0
 
 
 def test_launch_command_drops_the_processes_option():
@@ -222,6 +236,33 @@ def test_two_processes_score_a_file_exactly_as_one(tmp_path, tiny_bundle):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [], "parts removed"
 
 
+def test_a_killed_scoring_process_leaves_no_output(tmp_path, tiny_bundle):
+    source = _big_file(tmp_path / "big.csv", 20_000)
+    output = tmp_path / "out.csv"
+    args = ["predict", "--model", str(tiny_bundle), "--input", str(source), "--chunk-size", "100", "--quiet"]
+    launcher = subprocess.Popen(launch_command(2, [*args, "--output", str(output)], port=_free_port()), cwd=ROOT,
+                                env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    parts = parts_folder(output)
+    try:
+        deadline = time.monotonic() + 300
+        while not (parts.exists() and any("part-1" in p.name for p in parts.iterdir())):
+            assert launcher.poll() is None and time.monotonic() < deadline, launcher.stdout.read()[-3000:]
+            time.sleep(0.2)
+        _workers(launcher)["1"].send_signal(signal.SIGKILL)  # while it writes its part
+        rc = launcher.wait(timeout=STOP_WITHIN_S)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert rc != 0 and not output.exists(), "no output, not even a partial one"
+    # Whatever the killed run left, the next run into that output (a smaller file, to keep the test
+    # short) writes it whole and leaves nothing beside it.
+    small = _big_file(tmp_path / "small.csv", 2_000)
+    _run([*args[:4], str(small), *args[5:], "--output", str(output)], tmp_path, processes=2)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    with output.open(encoding="utf-8", newline="") as f:
+        assert sum(1 for _ in csv.DictReader(f)) == 2_000
+
+
 def test_stage1_spread_over_two_processes_gives_the_serial_models(tmp_path, tiny_encoder, tiny_encoder_b, tiny_data):
     from emoscope.toml_writer import recipe_toml
 
@@ -234,9 +275,14 @@ def test_stage1_spread_over_two_processes_gives_the_serial_models(tmp_path, tiny
         _run(["train", "--config", str(recipe), "--output", str(work / "bundle"), "--work-dir", str(work / "stage1"),
               "--quiet", "--no-eval"], tmp_path / name, processes=processes)
         runs[name] = work
+
     def fingerprints(work: Path) -> dict[str, str]:
         return {f"{enc.name.split('-')[0]}/{role.name}": json.loads((role / "info.json").read_text())["fingerprint"]
                 for enc in (work / "stage1" / "stage1").iterdir() for role in enc.iterdir()}
     serial, spread = fingerprints(runs["serial"]), fingerprints(runs["spread"])
     assert len(serial) == 6 and serial == spread  # 2 encoders x (full + 2 folds)
     np.testing.assert_array_equal(_validation_probs(runs["serial"] / "bundle"), _validation_probs(runs["spread"] / "bundle"))
+    # The spread run's work folder is an ordinary one: a serial run (a resumed one, say) reuses every model.
+    again = _run(["train", "--config", str(recipe), "--output", str(tmp_path / "again"), "--work-dir",
+                  str(runs["spread"] / "stage1"), "--quiet", "--no-eval"], tmp_path / "spread")
+    assert again.stdout.count("reusing the finished model") == 6 and "fine-tuning on" not in again.stdout
