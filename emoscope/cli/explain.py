@@ -61,12 +61,17 @@ def _explain_evaluate(args: argparse.Namespace, model, params: dict[str, dict[st
     data = load_dataset(args.data, data_root=args.data_root)
     rng = np.random.default_rng(args.seed)
     picks = sorted(rng.choice(len(data), size=min(args.n, len(data)), replace=False).tolist())
+
+    def save(done: int, result: dict) -> None:  # after each text too, so a long run stopped early keeps what it measured
+        if args.output:
+            write_text_atomic(args.output, json.dumps({"model": str(args.model), "data": data.name, "n": done,
+                                                       **({"of": len(picks)} if done < len(picks) else {}),
+                                                       "params": params, "results": result}, indent=1))
+
     result = evaluate_methods(model, [data.texts[i] for i in picks], args.methods.split(","), params, seed=args.seed,
-                              log=(lambda _: None) if args.quiet else print)
+                              log=(lambda _: None) if args.quiet else print, on_text=save)
     print(_evaluation_table(result))
-    if args.output:
-        write_text_atomic(args.output, json.dumps({"model": str(args.model), "data": data.name, "n": len(picks),
-                                                   "params": params, "results": result}, indent=1))
+    save(len(picks), result)
     return 0
 
 

@@ -70,11 +70,14 @@ def _add(row: dict[str, list[float]], faith: dict[str, dict[str, float]]) -> Non
 
 def evaluate_methods(model: Any, texts: Sequence[str], methods: Sequence[str],
                      params: dict[str, dict[str, Any]] | None = None, seed: int = 0,
-                     log: Callable[[str], None] = print) -> dict[str, Any]:
+                     log: Callable[[str], None] = print,
+                     on_text: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Mean comprehensiveness and sufficiency of each method (and a random control) over texts.
 
     Each text is explained for its predicted labels (its most probable label if none is
     predicted); the random control scores the same (text, label) pairs with random words.
+    ``on_text(texts_done, summary_so_far)`` is called after each text (e.g. to save a long run
+    as it goes); the summary of all texts is returned.
     """
     model = as_explain_model(model)
     rows: dict[str, dict[str, list[float]]] = {m: {"comprehensiveness": [], "sufficiency": [], "seconds": []}
@@ -88,6 +91,12 @@ def evaluate_methods(model: Any, texts: Sequence[str], methods: Sequence[str],
             rows[method]["seconds"].append(exp.runtime_s)
         _add(rows["random"], faithfulness(model, exp, scores=random_scores(exp, seed + i)))
         log(f"[explain --evaluate] {i + 1}/{len(texts)}")
+        if on_text is not None and i + 1 < len(texts):
+            on_text(i + 1, _summary(rows, methods, seed))
+    return _summary(rows, methods, seed)
+
+
+def _summary(rows: dict[str, dict[str, list[float]]], methods: Sequence[str], seed: int) -> dict[str, Any]:
     out = {m: {k: (float(np.mean(v)) if v else None) for k, v in r.items()} | {"pairs": len(r["comprehensiveness"])}
            for m, r in rows.items()}
     for method in methods:  # paired with the random control on the same (text, label) pairs
