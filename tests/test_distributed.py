@@ -148,6 +148,14 @@ def test_launch_command_drops_the_processes_option():
     assert command[command.index("-m", 3):] == ["-m", "emoscope.cli", "train", "--config", "r.toml", "--epochs", "3"]
 
 
+def test_processes_is_refused_under_a_launcher(tmp_path, monkeypatch, capsys):
+    from emoscope.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["train", "--config", str(tmp_path / "r.toml"), "--processes", "2"]) == 2
+    assert "under accelerate launch leave it out" in capsys.readouterr().err
+
+
 def test_two_processes_train_one_bundle_that_matches_one_process(tmp_path, tiny_encoder, tiny_data):
     # One process, batch 16, against two processes reading 8 of each batch of 16.
     recipe = _recipe(tmp_path, tiny_encoder, tiny_data, epochs=8)

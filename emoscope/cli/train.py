@@ -81,6 +81,8 @@ def launch_processes(processes: int, argv: list[str]) -> int:
 
     if processes < 2:
         raise InputError(f"--processes must be at least 2 (without it a run is one process), got {processes}")
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        raise InputError("--processes starts accelerate launch itself; under accelerate launch leave it out")
     if torch.cuda.is_available() and processes > torch.cuda.device_count():
         raise InputError(f"--processes {processes}: this machine has {torch.cuda.device_count()} GPU(s)")
     with socket.socket() as s:
