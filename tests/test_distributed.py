@@ -148,12 +148,14 @@ def test_launch_command_drops_the_processes_option():
     assert command[command.index("-m", 3):] == ["-m", "emoscope.cli", "train", "--config", "r.toml", "--epochs", "3"]
 
 
-def test_processes_is_refused_under_a_launcher(tmp_path, monkeypatch, capsys):
+def test_processes_and_ablate_are_refused_under_a_launcher(tmp_path, monkeypatch, capsys):
     from emoscope.cli import main
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert main(["train", "--config", str(tmp_path / "r.toml"), "--processes", "2"]) == 2
     assert "under accelerate launch leave it out" in capsys.readouterr().err
+    assert main(["ablate", "--config", str(tmp_path / "r.toml")]) == 2
+    assert "emoscope ablate runs in one process" in capsys.readouterr().err
 
 
 def test_two_processes_train_one_bundle_that_matches_one_process(tmp_path, tiny_encoder, tiny_data):

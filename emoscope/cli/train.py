@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from dataclasses import replace
@@ -73,7 +74,6 @@ def launch_command(processes: int, argv: list[str], *, port: int) -> list[str]:
 def launch_processes(processes: int, argv: list[str]) -> int:
     """``emoscope train --processes N``: the same command under ``accelerate launch``, N processes
     (on a CPU each gets an equal share of the cores unless OMP_NUM_THREADS says otherwise)."""
-    import os
     import socket
     import subprocess
 
@@ -97,6 +97,8 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     from emoscope.config import load_config  # (config names the losses: it imports torch)
     from emoscope.training.ablate import run_ablation, save_json, to_markdown, write_into  # torch: only when ablating
 
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        raise InputError("emoscope ablate runs in one process; run it without accelerate launch")
     config = load_config(args.config)
     result = run_ablation(config, seeds=args.seeds, progress=not args.quiet,
                           work=Path(args.work_dir) if args.work_dir else None, only=args.only or ())
