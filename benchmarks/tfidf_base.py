@@ -2,9 +2,12 @@
 
     python benchmarks/tfidf_base.py words                    # dev macro-F1, BRIGHTER arq and ary
     python benchmarks/tfidf_base.py latency PLAIN TFIDF      # two stacked bundles, same data, 64 arq dev texts
+    python benchmarks/tfidf_base.py union                    # the reference alone, target vs target + extra data
 
 ``words``: ``TfidfBaseline`` (5-fold thresholds) fit on train, scored on dev, once on the raw texts
 and once on ``words.read_words(text, NormalizerConfig(), 64)`` joined by spaces (what the base reads).
+``union``: the same on the stack's words, fit on the training set of ``brighter-L-frozen-tfidf-stack``
+and of ``brighter-L-union-frozen-tfidf-stack`` (after the hold-out; extra data included), scored on dev.
 ``latency``: one torch thread; five alternating runs of each bundle's ``predict_proba`` and of the
 TF-IDF base's logits alone, after a warm-up; medians. Needs ``EMOSCOPE_DATA_ROOT``.
 """
@@ -18,7 +21,8 @@ import time
 import torch
 
 from emoscope.baseline import TfidfBaseline
-from emoscope.data import load_dataset
+from emoscope.config import load_config
+from emoscope.data import load_dataset, load_training_data
 from emoscope.metrics import compute_metrics
 from emoscope.predict import Predictor
 from emoscope.text import NormalizerConfig
@@ -37,6 +41,20 @@ def words_vs_raw() -> None:
             model = TfidfBaseline().fit(tr, train.labels, cv_folds=5, seed=0)
             f1 = compute_metrics(dev.labels, model.predict_proba(dv), model.thresholds_)["macro_f1"]
             print(f"{lang} {name}: dev macro-F1 {f1:.3f}")
+
+
+def union() -> None:
+    for lang in ("arq", "ary"):
+        for recipe in (f"brighter-{lang}-frozen-tfidf-stack", f"brighter-{lang}-union-frozen-tfidf-stack"):
+            config = load_config(f"training/configs/{recipe}.toml")
+            data = load_training_data(config)
+
+            def words(ds):
+                return [text_of_words(read_words(t, config.text, config.stack.max_words).model_words) for t in ds.texts]
+
+            model = TfidfBaseline().fit(words(data.train), data.train.labels, cv_folds=5, seed=0)
+            f1 = compute_metrics(data.eval.labels, model.predict_proba(words(data.eval)), model.thresholds_)["macro_f1"]
+            print(f"{recipe}: {len(data.train)} training texts, dev macro-F1 {f1:.3f}")
 
 
 def latency(plain_path: str, tfidf_path: str, repeats: int) -> None:
@@ -64,6 +82,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
     sub.add_parser("words")
+    sub.add_parser("union")
     p = sub.add_parser("latency")
     p.add_argument("plain")
     p.add_argument("tfidf")
@@ -71,6 +90,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.what == "words":
         words_vs_raw()
+    elif args.what == "union":
+        union()
     else:
         latency(args.plain, args.tfidf, args.repeats)
 
