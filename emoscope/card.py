@@ -188,7 +188,26 @@ def _encoders(manifest: Manifest) -> Section:
                      + (f", prefix {escape_markdown(entry.text_prefix.strip())}" if entry.text_prefix.strip() else ""),
                      escape_markdown(licence)))
     body = table(("#", "name", "source", "model", "weights from", "how it is used", "licence"), rows)
-    return Section("encoders", "Encoders", body + "\n\nThe bundle holds each encoder's weights (safetensors) and tokenizer.")
+    return Section("encoders", "Encoders", body + "\n\nThe bundle holds each encoder's weights (safetensors) and tokenizer."
+                   + _text_bases(manifest))
+
+
+def _number(value: Any) -> str:
+    """A recorded setting as written (``1``, ``0.5``); anything but a number is escaped text."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return f"{value:g}" if ok else escape_markdown(str(value))
+
+
+def _text_bases(manifest: Manifest) -> str:
+    """A stack's bases that read the words themselves (``model.bases``), or nothing."""
+    lines = [f"- {escape_markdown(str(b.get('name')))}: {escape_markdown(str(b.get('kind')))}, word 1–2-grams and "
+             f"character 2–5-grams (min_df {_number(b.get('min_df'))}, C {_number(b.get('C'))}), one logistic regression per "
+             f"label, logits out of fold over {_number(b.get('folds'))} folds for the meta-learner's training texts"
+             for b in manifest.model.bases or []]
+    if not lines:
+        return ""
+    return ("\n\nBases that read the words themselves (their logits join the meta-learner's weighted sum of base "
+            "classifiers' logits; stored as `vocabulary.json` + `tfidf.safetensors`):\n\n" + "\n".join(lines))
 
 
 def _data(manifest: Manifest) -> Section:

@@ -148,6 +148,8 @@ def test_the_bundle_stores_the_base_without_pickles_and_predicts_identically(tfi
     assert "model/bases/0-tfidf/tfidf.safetensors" in manifest.files
     assert "model/bases/0-tfidf/vocabulary.json" in manifest.files
     assert not any(name.endswith(PICKLE_SUFFIXES) for name in manifest.files)
+    card = (tfidf_bundle / "README.md").read_text(encoding="utf-8")
+    assert "- tfidf: tfidf, word 1–2-grams and character 2–5-grams (min_df 1, C 1), one logistic regression per label, logits out of fold over 2 folds" in card
     texts = ["I am so happy today", "sad sad day", "حزين اليوم"]
     first = Predictor(tfidf_bundle).model.predict_proba(texts)
     np.testing.assert_array_equal(Predictor(tfidf_bundle).model.predict_proba(texts), first)
