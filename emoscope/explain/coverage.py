@@ -24,5 +24,5 @@ def coverage(model: ExplainModel, method: str) -> dict[str, str]:
     if method in PERTURBS_TEXT:
         return {"coverage": f"the whole model: {method} removes words from the text, so the encoders and the text "
                             f"base(s) {bases} read every perturbed text"}
-    return {"coverage": f"the encoders' path only: the text base(s) {bases} read the words directly, and {method} "
-                        "holds their logits at this text's values"}
+    return {"coverage": f"the encoders' path only: the text base(s) {bases} read the words directly, outside it "
+                        f"({method} does not reach them; their logits stay this text's)"}
