@@ -95,9 +95,16 @@ def layer_pass(model: ExplainModel, word_lists: Sequence[Sequence[str]]) -> Laye
     layer = emotion.word_layer(batches, n_words, inputs_embeds=model.input_embeddings(batches))
     layer.vectors = layer.vectors.float()
     if layer.per_word:
+        blanks = blank_words(model, n_words.tolist())
         baseline = torch.zeros_like(layer.vectors)
         for row, n in enumerate(n_words.tolist()):
-            baseline[row, :n] = blank_words(model, n)
+            baseline[row, :n] = blanks[n]
+        start = 0
+        for width in layer.segments:  # a word an encoder cut (zero vector) keeps zero: it read nothing there
+            part = slice(start, start + width)
+            start += width
+            cut = (layer.vectors[..., part] == 0).all(-1, keepdim=True)
+            baseline[..., part] = baseline[..., part].masked_fill(cut, 0.0)
     else:
         baseline = emotion.word_layer(batches, n_words, inputs_embeds=model.baselines(batches)).vectors.float()
     return LayerPass(layer, baseline)
@@ -107,31 +114,36 @@ _BLANKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # per EmotionM
 _BLANKS_LOCK = threading.Lock()
 
 
-def blank_words(model: ExplainModel, n: int) -> torch.Tensor:
-    """The head's input ``[n, D]`` for a blank text of ``n`` words: each encoder reads its special
-    and prefix tokens as for any text and one padding token per word (from input embeddings, as
-    exact IG feeds its baseline). Depends on nothing but ``n``: computed once per model and count."""
+def blank_words(model: ExplainModel, counts: Sequence[int]) -> dict[int, torch.Tensor]:
+    """The head's input ``[n, D]`` for a blank text of ``n`` words, for each ``n`` in ``counts``:
+    each encoder reads its special and prefix tokens as for any text and one padding token per word
+    (from input embeddings, as exact IG feeds its baseline). Depends on nothing but ``n``: computed
+    once per model and count, the missing counts in one batch."""
     emotion = model.model
     with _BLANKS_LOCK:
-        cached = _BLANKS.setdefault(emotion, {}).get(n)
-    if cached is not None:
-        return cached
-    batches = []
-    for we in emotion.word_encoders:
-        (ids, index), = we.encode([["x"]])
-        first, last = index.index(0), len(index) - 1 - index[::-1].index(0)  # the one word's tokens
-        before, after = ids[:first], ids[last + 1:]
-        pads = max(0, min(n, we.max_length - len(before) - len(after)))  # the text's own cut, if it has one
-        blank = (before + [we.pad_id] * pads + after, [-1] * len(before) + list(range(pads)) + [-1] * len(after))
-        batches.append(we.pad([blank]))
-    batches = emotion.to_device(batches)
-    counts = torch.as_tensor([n], device=model.device)
-    with torch.no_grad():
-        layer = emotion.word_layer(batches, counts, inputs_embeds=model.input_embeddings(batches))
-    vectors = layer.vectors[0, :n].float()
+        known = _BLANKS.setdefault(emotion, {})
+        missing = sorted(set(counts) - set(known))
+    if missing:
+        batches = []
+        for we in emotion.word_encoders:
+            (ids, index), = we.encode([["x"]])
+            first, last = index.index(0), len(index) - 1 - index[::-1].index(0)  # the one word's tokens
+            before, after = ids[:first], ids[last + 1:]
+            rows = []
+            for n in missing:
+                pads = max(0, min(n, we.max_length - len(before) - len(after)))  # the text's own cut, if any
+                rows.append((before + [we.pad_id] * pads + after,
+                             [-1] * len(before) + list(range(pads)) + [-1] * len(after)))
+            batches.append(we.pad(rows))
+        batches = emotion.to_device(batches)
+        with torch.no_grad():
+            layer = emotion.word_layer(batches, torch.as_tensor(missing, device=model.device),
+                                       inputs_embeds=model.input_embeddings(batches))
+        with _BLANKS_LOCK:
+            for row, n in enumerate(missing):
+                known[n] = layer.vectors[row, :n].float()
     with _BLANKS_LOCK:
-        _BLANKS[emotion][n] = vectors
-    return vectors
+        return {n: known[n] for n in counts}
 
 
 def _steps(n_steps: int) -> tuple[np.ndarray, np.ndarray]:

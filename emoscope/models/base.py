@@ -42,7 +42,8 @@ class WordLayer:
     (positions = tokens). ``positions [B, P]``: the model word each position belongs to (-1: a
     special, prefix or padding token); ``context``: what else the head reads, per text (attention
     mask, base classifiers' logits); ``name``: what the vectors are, in words; ``per_word``: position
-    ``p`` is word ``p`` (a stack), rather than a token (a single encoder)."""
+    ``p`` is word ``p`` (a stack), rather than a token (a single encoder); ``segments``: the widths of
+    the per-encoder parts of each vector (a stack's encoders, in order)."""
 
     vectors: torch.Tensor
     positions: torch.Tensor
@@ -50,6 +51,7 @@ class WordLayer:
     context: dict[str, torch.Tensor] = field(default_factory=dict)
     name: str = ""
     per_word: bool = False
+    segments: tuple[int, ...] = ()
 
 
 class EmotionModel(nn.Module):

@@ -125,7 +125,7 @@ class StackedModel(EmotionModel):
         context = {"base": torch.cat(base, dim=-1)} if base else {}
         return WordLayer(vectors, positions, n_words, context,
                          "each word's contextual vector from every encoder, stacked (the meta-learner's input)",
-                         per_word=True)
+                         per_word=True, segments=tuple(part.shape[-1] for part in parts))
 
     def from_word_layer(self, layer: WordLayer, vectors: torch.Tensor | None = None, rows: torch.Tensor | None = None,
                         for_gradients: bool = False, return_features: bool = False) -> Any:
