@@ -13,7 +13,7 @@ The texts: SemEval-2018 E-c ar dev (585) and en dev (886), then BRIGHTER eng, ar
   texts, timed after a warm-up, with the probability deviation between them, and both paths'
   macro-F1 on ar dev and en dev at their own thresholds (what ``emoscope evaluate [--fast]`` reports);
 * ``--candidates K``: the candidates for the fast path on K of the texts (evenly spaced), the whole model each
-  time: torch fp32, torch int8 (``quantize_dynamic`` of the encoders' ``nn.Linear``), ONNX Runtime
+  time: torch fp32 on 2 and 1 threads, torch int8 (``quantize_dynamic`` of the encoders' ``nn.Linear``), ONNX Runtime
   fp32 on 2 and 1 threads, ONNX Runtime int8 (its ``quantize_dynamic``, per channel), with their
   deviation from fp32.
 
@@ -91,6 +91,18 @@ def encoder_flops(model, word_lists, batch_size: int) -> dict[str, float]:
     return out
 
 
+def tokenise_seconds(model, word_lists, batch_size: int) -> dict[str, float]:
+    """Seconds each encoder's tokenising and padding of these texts takes, in the model's batches
+    (what sharing one tokenisation between two encoders of one tokenizer could save)."""
+    out = {}
+    for name, we in zip(model.names, model.word_encoders):
+        start = time.perf_counter()
+        for idx in length_batches([len(w) for w in word_lists], batch_size):
+            we.pad(we.encode([word_lists[i] for i in idx]))
+        out[name] = round(time.perf_counter() - start, 2)
+    return out
+
+
 def timed(fn, texts):
     fn(texts[:32])  # warm-up: first calls allocate
     start = time.perf_counter()
@@ -137,6 +149,9 @@ def candidates(model_dir: str, texts: list[str], reference: np.ndarray, threads:
 
     results: dict[str, dict] = {}
     run("torch fp32", lambda m: None)
+    torch.set_num_threads(1)
+    run("torch fp32, 1 thread", lambda m: None)
+    torch.set_num_threads(threads)
     run("torch int8 (dynamic)", torch_int8)
     run(f"onnxruntime fp32, {threads} threads", ort(threads))
     run("onnxruntime fp32, 1 thread", ort(1))
@@ -178,6 +193,7 @@ def main() -> None:
     words = [fp32.model.word_encoders[0].words(t) for t in texts]
     flops = encoder_flops(fp32.model, words, fp32.model.runtime.batch_size)
     report["encoder_gflop_per_text"] = {k: round(v / len(texts) / 1e9, 3) for k, v in flops.items()}
+    report["tokenise_seconds"] = tokenise_seconds(fp32.model, words, fp32.model.runtime.batch_size)
     p32, t32 = timed(fp32.predict_proba, texts)
     rates.append(matmul_gflops())
     pfast, tfast = timed(fast.predict_proba, texts)

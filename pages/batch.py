@@ -32,8 +32,8 @@ predictor = require_predictor()
 thresholds = current_thresholds(predictor)
 has_fast = FAST_PATH in (predictor.manifest.path_thresholds or {}) and predictor.device.type == "cpu"
 fast = st.checkbox("Fast CPU path (ONNX Runtime)", key="batch_fast", disabled=not has_fast,
-                   help="Scores several times faster on a CPU, with thresholds of its own tuned on the bundle's "
-                        "validation texts." if has_fast else
+                   help="The encoders under ONNX Runtime: about 2x faster on a busy 2-core CPU (docs/BENCHMARKS.md), "
+                        "with thresholds of its own tuned on the bundle's validation texts." if has_fast else
                    "This bundle has no thresholds for the fast path yet (or runs on a GPU): "
                    "`emoscope tune-fast --model <bundle>` adds them.")
 upload = st.file_uploader("CSV, TSV or JSONL file (UTF-8)", type=["csv", "tsv", "txt", "jsonl", "ndjson"], key="batch_file")

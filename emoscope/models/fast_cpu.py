@@ -5,9 +5,10 @@ scoring only: no gradients, no attention weights, CPU only. :func:`fast_model` s
 encoder of a loaded :class:`~emoscope.models.base.EmotionModel` for an :class:`OrtEncoder`; the
 word pooling, the stage-1 heads and the meta-learner stay the model's own torch code, so the model
 answers ``predict_proba`` as before. Measured against the candidates (int8 dynamic quantisation in
-torch or ONNX Runtime, torch.compile, thread settings) in ``benchmarks/fast_cpu.py`` and
-``docs/BENCHMARKS.md``: fp32 under ONNX Runtime was the fastest path whose probabilities stay
-within ~1e-5 of the torch fp32 path.
+torch or ONNX Runtime, thread settings) in ``benchmarks/fast_cpu.py`` and ``docs/BENCHMARKS.md``:
+fp32 under ONNX Runtime scored the ``default`` bundle 2.2x as fast as the torch fp32 path on the
+busy 2-core CPU, with probabilities within ~1e-5 of it; int8 was faster still but moved
+probabilities by up to 0.2-0.5, more than thresholds tuned to two decimals survive.
 
 Each encoder is exported once with ``torch.onnx.export`` (the torch.export-based exporter),
 from its input embeddings (the word-embedding lookup stays in torch, so the 250k-row vocabulary
