@@ -89,15 +89,15 @@ def child(model_dir: str, case: str, text: str, threads: int) -> dict:
                 ig.attribute(tuple(inputs), baselines=tuple(bases), target=j)
     else:
         def run(t: str) -> None:
+            labels = None  # all labels, except for the page's default: the labels predicted (else the most probable)
+            if case.endswith("-predicted"):
+                [first] = model.predictor.predict([t])
+                labels = first.labels or [max(first.probabilities, key=first.probabilities.get)]
             started = time.perf_counter()
             firsts = []
 
             def on_partial(_) -> None:
                 firsts.append(time.perf_counter() - started)
-            labels = None  # all labels, except for the page's default: the labels predicted (else the most probable)
-            if case.endswith("-predicted"):
-                [first] = model.predictor.predict([t])
-                labels = first.labels or [max(first.probabilities, key=first.probabilities.get)]
             exp = explain(model, t, method, labels, params, on_partial=on_partial if "-stream" in case else None)
             info["precision"] = exp.diagnostics.get("precision", "fp32")
             if firsts:
