@@ -7,7 +7,9 @@ app through AppTest. The real ``quick`` recipe is only loaded here, never traine
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -150,12 +152,16 @@ def picker_app():
 
 def test_a_new_bundle_is_selected_when_it_lands_and_the_old_one_stays(models, tmp_path, tiny_bundle, tiny_encoder, tiny_data):
     shutil.copytree(tiny_bundle, models / "quick")
-    jobs.start_training(tiny_recipe(tmp_path, tiny_encoder, tiny_data, epochs=20, name="bigger"), models)
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    assert at.sidebar.selectbox[0].value.name == "quick" and at.header[0].value == "Predict emotions"
-    assert any("Training **bigger**" in c.value for c in at.sidebar.caption)  # the sidebar follows the run
-    session = AppTest.from_function(picker_app, default_timeout=60).run()
-    assert session.session_state["bundle_path"].name == "quick"
+    run = jobs.start_training(tiny_recipe(tmp_path, tiny_encoder, tiny_data, epochs=20, name="bigger"), models)
+    os.killpg(run["pid"], signal.SIGSTOP)  # held until the first checks are done: on a busy machine it could land first
+    try:
+        at = AppTest.from_file(APP, default_timeout=60).run()
+        assert at.sidebar.selectbox[0].value.name == "quick" and at.header[0].value == "Predict emotions"
+        assert any("Training **bigger**" in c.value for c in at.sidebar.caption)  # the sidebar follows the run
+        session = AppTest.from_function(picker_app, default_timeout=60).run()
+        assert session.session_state["bundle_path"].name == "quick"
+    finally:
+        os.killpg(run["pid"], signal.SIGCONT)
     wait_for(lambda: len(find_bundles(models)) == 2)
     session.run()  # the next run of this session (the watcher's tick reruns the app)
     assert not session.exception and session.session_state["bundle_path"].name == "bigger"
