@@ -42,7 +42,7 @@ import torch
 
 from emoscope.explain.model import ExplainModel
 from emoscope.explain.params import ParamSpec, Widget
-from emoscope.explain.registry import register_method, report_progress
+from emoscope.explain.registry import MODEL_PROBABILITIES, register_method, report_progress
 from emoscope.models.base import WordLayer
 from emoscope.words import token_word_matrix
 
@@ -199,6 +199,13 @@ def describe(layer: WordLayer) -> dict[str, Any]:
 def layer_ig_word_attributions(model: ExplainModel, text: str, indices: list[int],
                                n_steps: int = 16) -> tuple[np.ndarray, dict[str, Any]]:
     """Layer IG of each requested label's probability, per word of the original text."""
+    scores, diagnostics, _ = _attribute(model, text, indices, n_steps)
+    return scores, diagnostics
+
+
+def _attribute(model: ExplainModel, text: str, indices: list[int],
+               n_steps: int) -> tuple[np.ndarray, dict[str, Any], np.ndarray]:
+    """The word scores, the diagnostics, and every label's probability from the same pass."""
     words, read, model_words = model.words(text)
     passed = layer_pass(model, [model_words])
     report_progress(0.3)
@@ -213,10 +220,10 @@ def layer_ig_word_attributions(model: ExplainModel, text: str, indices: list[int
                    "attribution_sum": dict(zip(labels, map(float, result.scores[0].sum(-1)))),
                    "share_off_words": float(0.0 if total == 0 else 1.0 - on_words / total),
                    "words_read": len(read), "words": len(words), "precision": "fp32"}
-    return scores, diagnostics
+    return scores, diagnostics, result.probabilities[0]
 
 
 @register_method("layer-ig", *PARAMS, title="Layer IG (fast, word vectors)")
 def layer_ig_method(model: ExplainModel, text: str, indices: list[int], params: dict[str, Any]):
-    scores, diagnostics = layer_ig_word_attributions(model, text, indices, int(params["n_steps"]))
-    return scores, diagnostics, {}
+    scores, diagnostics, probabilities = _attribute(model, text, indices, int(params["n_steps"]))
+    return scores, diagnostics, {MODEL_PROBABILITIES: probabilities}  # its pass is the prediction: no second one

@@ -40,6 +40,8 @@ from emoscope.text import MAX_CHARS, check_text, prepare_words
 
 MAX_EXPLAIN_CHARS = MAX_CHARS
 
+MODEL_PROBABILITIES = "model_probabilities"  # a method whose forward pass is the model's prediction returns it in extra
+
 Method = Callable[[ExplainModel, str, list[int], dict[str, Any]], tuple[np.ndarray, dict[str, Any], dict[str, Any]]]
 
 
@@ -203,10 +205,20 @@ def _stream(model: Any, text: str, method: str, labels: Sequence[str] | str | No
     indices = _label_indices(model, labels)
     started = time.perf_counter()
     words = prepare_words(text, model.normalizer)[0]
-    probs = model.predict_texts([text])[0]
+    predicted: list[np.ndarray] = []
+
+    def probabilities(extra: dict[str, Any]) -> np.ndarray:
+        """The model's probabilities for the text: those the method's own forward pass gave
+        (``extra[MODEL_PROBABILITIES]``, taken out), else one prediction, made once."""
+        given = extra.pop(MODEL_PROBABILITIES, None)
+        if not predicted:
+            predicted.append(np.asarray(given) if given is not None else model.predict_texts([text])[0])
+        return predicted[0]
 
     def build(result: tuple[np.ndarray, dict[str, Any], dict[str, Any]], estimate: Estimate | None = None) -> Explanation:
         scores, diagnostics, extra = result
+        extra = dict(extra)
+        probs = probabilities(extra)
         diagnostics = {**diagnostics, **coverage(model, method)}  # what the scores cover (text bases)
         per_label = {model.labels[j]: LabelExplanation(model.labels[j], float(probs[j]), [float(x) for x in scores[r]])
                      for r, j in enumerate(indices)}
