@@ -45,6 +45,10 @@ from emoscope.distributed import World
 from emoscope.progress import read_events
 from emoscope.sharded import parts_folder
 
+# each starts two processes under accelerate launch (10-25 s apiece on 2 idle cores): with the slow
+# tests, so the default run stays a few minutes; CI (bash scripts/test.sh) runs them
+TWO_PROCESSES = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 PROB_TOL = 1e-4  # measured: 1e-6 (the bundle's 6-decimal rounding), macro-F1 equal
 F1_TOL = 0.01
@@ -158,6 +162,7 @@ def test_processes_and_ablate_are_refused_under_a_launcher(tmp_path, monkeypatch
     assert "emoscope ablate runs in one process" in capsys.readouterr().err
 
 
+@TWO_PROCESSES
 def test_two_processes_train_one_bundle_that_matches_one_process(tmp_path, tiny_encoder, tiny_data):
     # One process, batch 16, against two processes reading 8 of each batch of 16.
     recipe = _recipe(tmp_path, tiny_encoder, tiny_data, epochs=8)
@@ -191,6 +196,7 @@ def _workers(launcher: subprocess.Popen):
     return found
 
 
+@TWO_PROCESSES
 @pytest.mark.parametrize("victim", ["1", "0"])
 def test_killing_one_process_stops_the_run_and_leaves_no_bundle(tmp_path, tiny_encoder, tiny_data, victim):
     recipe = _recipe(tmp_path, tiny_encoder, tiny_data, epochs=500)
@@ -233,6 +239,7 @@ def _big_file(path: Path, n: int) -> Path:
     return path
 
 
+@TWO_PROCESSES
 def test_two_processes_score_a_file_exactly_as_one(tmp_path, tiny_bundle):
     source = _big_file(tmp_path / "big.csv", 10_000)
     args = ["predict", "--model", str(tiny_bundle), "--input", str(source), "--chunk-size", "300", "--quiet"]
@@ -246,6 +253,7 @@ def test_two_processes_score_a_file_exactly_as_one(tmp_path, tiny_bundle):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [], "parts removed"
 
 
+@TWO_PROCESSES
 def test_a_killed_scoring_process_leaves_no_output(tmp_path, tiny_bundle):
     source = _big_file(tmp_path / "big.csv", 20_000)
     output = tmp_path / "out.csv"
@@ -273,6 +281,7 @@ def test_a_killed_scoring_process_leaves_no_output(tmp_path, tiny_bundle):
         assert sum(1 for _ in csv.DictReader(f)) == 2_000
 
 
+@TWO_PROCESSES
 def test_stage1_spread_over_two_processes_gives_the_serial_models(tmp_path, tiny_encoder, tiny_encoder_b, tiny_data):
     from emoscope.toml_writer import recipe_toml
 
