@@ -20,16 +20,7 @@ import statistics
 import time
 from pathlib import Path
 
-
-def thirty_words(spec: str) -> str:
-    from emoscope.data import load_dataset
-    from emoscope.text import segment_words
-
-    for text in load_dataset(spec).texts:
-        words = segment_words(text)
-        if len(words) >= 30:
-            return text[: words[29].end]
-    raise SystemExit(f"no text of 30 words in {spec}")
+from explain_speed import thirty_words  # the same 30-word texts as the explain timings (benchmarks/ is on sys.path)
 
 
 def machine() -> dict:
