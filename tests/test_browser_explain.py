@@ -86,7 +86,7 @@ def test_progressive_lime_shows_a_first_estimate_then_the_final_one_without_a_re
     estimates = [int(x.replace(",", "")) for x in page.js("window.__estimates")]
     assert estimates and estimates[0] < 500 and estimates == sorted(estimates), estimates
     assert page.js(SAME_PAGE), "the page was reloaded"
-    assert page.js("document.querySelectorAll('.es-word').length") > 5
+    page.wait("document.querySelectorAll('.es-word').length > 5", 60, "the final explanation's words")
     assert not page.js("document.body.innerText.includes('(partial)')")  # the estimate was replaced in place
     page.screenshot(SHOTS / "explain-lime-final.png")
 
@@ -101,5 +101,6 @@ def test_stop_keeps_the_estimate_marked_partial(page):
     done = int(shown.split("Stopped: estimate from ")[1].split(" of ")[0].replace(",", ""))
     assert 0 < done < 2000 and "of 2,000 samples (partial)" in shown
     assert page.js(SAME_PAGE), "the page was reloaded"
-    assert page.js("document.querySelectorAll('.es-word').length") > 5
+    # the warning is drawn before the words that follow it in the same rerun: wait for them, do not race them
+    page.wait("document.querySelectorAll('.es-word').length > 5", 60, "the stopped estimate's words")
     page.screenshot(SHOTS / "explain-lime-stopped.png")
