@@ -413,6 +413,22 @@ def test_ablation_can_train_only_named_variants(tiny_encoder, tiny_data):
         run_ablation(config, log=quiet, only=["stack, XYZ"])
 
 
+def test_ablation_drops_each_encoder_where_that_is_not_an_alone_row(tiny_encoder, tiny_encoder_b, tiny_data):
+    from emoscope.config import BaseConfig
+    from emoscope.training.ablate import run_ablation, variants
+
+    two = tiny_stack_config([(tiny_encoder, False), (tiny_encoder_b, False)], tiny_data, folds=0)
+    assert not [v for v in variants(two, False) if v["name"].startswith("hybrid − tiny")]  # = the other one alone
+    with_base = replace(two, bases=(BaseConfig(kind="tfidf"),))
+    dropped = {v["name"]: v["encoders"] for v in variants(with_base, False) if v["name"].startswith("hybrid − tiny")}
+    assert dropped == {"hybrid − tiny0": ["tiny1"], "hybrid − tiny1": ["tiny0"]}
+    three = tiny_stack_config([(tiny_encoder, False), (tiny_encoder_b, False), (tiny_encoder, False)], tiny_data, folds=0)
+    three = replace(three, meta=replace(three.meta, epochs=2))
+    result = run_ablation(three, log=quiet, only=["hybrid − tiny1"])
+    row = next(r for r in result["rows"] if r["name"] == "hybrid − tiny1")
+    assert row["group"] == "stack" and 0.0 <= row["macro_f1"] <= 1.0
+
+
 def test_base_logits_from_the_word_vector_pass_match_a_separate_pass(tiny_encoder, tiny_data, tmp_path):
     """Stage 2 takes the classifier logits from the word-vector pass when both caches miss; with
     the word vectors cached, the logits come from a pass of their own: the two must agree row by row."""

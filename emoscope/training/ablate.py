@@ -9,6 +9,8 @@ stage-1 fine-tuning plus a few minutes. Variants:
 * the stack with BCE, weighted BCE, focal loss and the hybrid loss;
 * the hybrid loss without each of its three terms (class weighting, label correlation,
   supervised contrastive);
+* the stack without each of its encoders (where that is not one encoder alone) and without each
+  text base (``[[bases]]``);
 * naive vs out-of-fold stacking (when the recipe has folds);
 * tuned per-class thresholds vs 0.5 for every label.
 
@@ -69,6 +71,9 @@ def variants(config: RunConfig, folds: bool) -> list[dict[str, Any]]:
         out.append({"name": "hybrid − base-classifier logits", "loss": hybrid, "base": False})
     out += [{"name": f"hybrid − {b.label} base", "loss": hybrid, "text_bases": [c.label for c in config.bases if c != b]}
             for b in config.bases]
+    # the stack without each encoder, where that is not already an "alone" row above
+    out += [{"name": f"hybrid − {n}", "loss": hybrid, "encoders": [m for m in names if m != n]}
+            for n in names if len(names) > 2 or (len(names) == 2 and config.bases)]
     if folds:
         out.append({"name": "hybrid, naive stacking", "loss": hybrid, "naive": True})
     for v in out:
