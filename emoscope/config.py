@@ -182,6 +182,10 @@ class StackConfig:
     all training texts embed those same texts). ``max_words`` cuts the shared word sequence the
     meta-learner reads; ``word_pooling`` turns each word's sub-word vectors into one vector.
     ``finetune_loss`` is the loss of stage 1 (the meta-learner's loss is ``[loss]``).
+    ``finetune_on_extra = false`` keeps ``data.extra_train`` out of stage 1: the encoders are
+    fine-tuned on ``train`` alone (the very models a recipe without the extra data trains, so
+    they are reused from its work folder) and the extra texts reach only the text bases and the
+    meta-learner, read by the ``full`` stage-1 model, which never saw them.
     """
 
     folds: int = 3
@@ -189,6 +193,7 @@ class StackConfig:
     word_pooling: str = "mean"
     finetune_loss: str = "bce"
     cache_dir: str | None = None
+    finetune_on_extra: bool = True
 
     def __post_init__(self) -> None:
         if self.folds == 1 or not 0 <= self.folds <= 20:

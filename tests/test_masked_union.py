@@ -120,3 +120,42 @@ def test_meta_learner_loss_ignores_unannotated_labels(union_config, loss):
         assert float(batch_loss(extra_rows)) == pytest.approx(before, abs=1e-6)
         _moved(meta.out.bias, 3, 3.0)  # sadness: annotated
         assert abs(float(batch_loss(extra_rows)) - before) > 1e-3
+
+
+def test_stage_one_can_leave_the_extra_data_to_the_meta_learner(tiny_encoder, tiny_data, tmp_path):
+    """``stack.finetune_on_extra = false``: stage 1 fine-tunes on the target alone (the very models
+    of a run without the extra data, reused from its work folder), the full model reads the extra
+    texts (it never saw them) and the meta-learner trains on all of them."""
+    from dataclasses import replace
+
+    from conftest import tiny_stack_config
+
+    from emoscope.training.stack.stage1 import StackTexts, run_stage1
+    from emoscope.training.stack.stage2 import plan_reads, prepare_stack
+
+    quiet = lambda _: None  # noqa: E731
+    target = tiny_stack_config([(tiny_encoder, True)], tiny_data, folds=2, epochs=1)
+    target = target.replace(data=target_data_config(tiny_data))
+    union = target.replace(data=replace(target.data, extra_train=(str(write_extra(tmp_path / "extra.csv")),)),
+                           stack=replace(target.stack, finetune_on_extra=False))
+    work = tmp_path / "work"
+    own = load_training_data(target)
+    first = run_stage1(target, own, StackTexts.read(target, own), work, device=torch.device("cpu"), log=quiet,
+                       progress=False)
+    data = load_training_data(union)
+    texts = StackTexts.read(union, data)
+    logs: list[str] = []
+    again = run_stage1(union, data, texts, work, device=torch.device("cpu"), log=logs.append, progress=False)
+    assert sum("reusing the finished model" in line for line in logs) == 3 and not any("fine-tuning on" in line for line in logs)
+    assert again.models["tiny0"].trained_on == first.models["tiny0"].trained_on == frozenset(texts.keys["train"][:len(own.train)])
+    assert np.array_equal(again.folds[:len(own.train)], first.folds)
+    extra = np.arange(len(own.train), len(data.train))
+    full_reads = [j for j in plan_reads("tiny0", again, texts) if j.split == "train" and j.model.role == "full"]
+    assert len(full_reads) == 1 and np.array_equal(full_reads[0].positions, extra)
+    stacked = prepare_stack(union, data, device=torch.device("cpu"), work=work, progress=False, log=quiet)  # the leakage gate lets it through
+    assert len(stacked.train_oof[0]) == len(data.train) == len(own.train) + 40
+    # with the default (stage 1 fine-tunes on the extra data too) the models are new ones
+    logs.clear()
+    plain = union.replace(stack=replace(union.stack, finetune_on_extra=True))
+    run_stage1(plain, data, texts, work, device=torch.device("cpu"), log=logs.append, progress=False)
+    assert sum("fine-tuning on" in line for line in logs) == 3

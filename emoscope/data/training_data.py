@@ -24,6 +24,7 @@ class TrainingData:
     validation: Dataset
     eval: Dataset | None
     languages: list[str]
+    own_train: Dataset | None = None  # with data.extra_train: the training set before the extra data joined it
 
 
 def data_summary(data: TrainingData) -> dict[str, Any]:
@@ -59,7 +60,7 @@ def load_training_data(config: RunConfig) -> TrainingData:
     else:
         validation = align_labels(load_specs(d.validation, d.data_root)[0], train.label_names)
     evaluation = align_labels(load_specs(d.eval, d.data_root)[0], train.label_names) if d.eval else None
-    train = stratified_subset(train, d.max_train, seed)
+    own = train = stratified_subset(train, d.max_train, seed)
     if d.extra_train:
         extra, extra_languages = load_specs(d.extra_train, d.data_root)
         train = combine([train, restrict_labels(extra, train.label_names)])
@@ -69,4 +70,5 @@ def load_training_data(config: RunConfig) -> TrainingData:
         validation=stratified_subset(validation, d.max_validation, seed),
         eval=stratified_subset(evaluation, d.max_eval, seed) if evaluation is not None else None,
         languages=languages,
+        own_train=own if d.extra_train else None,
     )

@@ -155,9 +155,12 @@ def stage1_dir(work: Path, config: RunConfig, enc_cfg: EncoderConfig, train_ds: 
     """One folder per (encoder settings, stage-1 settings, training data): a model stays reusable
     when other encoders are added to or dropped from the recipe."""
     encoder = {k: v for k, v in dataclasses.asdict(enc_cfg).items() if k != "name" and not (k == "seed" and v is None)}
+    data = config.data.to_dict()
+    if not config.stack.finetune_on_extra:  # stage 1 never reads the extra data: the same models as without it
+        data.pop("extra_train", None)
     relevant = {"encoder": encoder, "training": dataclasses.asdict(config.training), "text": config.text.to_dict(),
                 "folds": config.stack.folds, "finetune_loss": config.stack.finetune_loss,
-                "train": train_ds.fingerprint(), "validation": config.data.to_dict()}
+                "train": train_ds.fingerprint(), "validation": data}
     digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
     return work / "stage1" / f"{enc_cfg.label}-{digest}"
 
@@ -243,18 +246,45 @@ class Fit:
     root: Path
 
 
+def finetuned_on(config: RunConfig, data: TrainingData) -> Dataset:
+    """The training texts stage 1 fine-tunes on: all of them, or without the extra data when
+    ``stack.finetune_on_extra`` is false (they come first in ``data.train``)."""
+    return data.train if config.stack.finetune_on_extra or data.own_train is None else data.own_train
+
+
+def stack_folds(config: RunConfig, data: TrainingData, train_keys: list[str]) -> np.ndarray | None:
+    """The fold of each training text (None for naive stacking). When stage 1 leaves the extra
+    data out, the texts it fine-tunes on are split exactly as without the extra data (so those
+    models are reused) and the extra texts get folds of their own, for the text bases."""
+    k, seed = config.stack.folds, config.training.seed
+    if k < 2:
+        return None
+    n_own = len(finetuned_on(config, data))
+    if n_own == len(data.train):
+        return fold_assignments(data.train.labels, train_keys, k, seed)
+    folds = np.concatenate([fold_assignments(data.train.labels[:n_own], train_keys[:n_own], k, seed),
+                            fold_assignments(data.train.labels[n_own:], train_keys[n_own:], k, seed)
+                            if len(data.train) - n_own >= k else np.arange(len(data.train) - n_own) % k])
+    first: dict[str, int] = {}
+    for i, key in enumerate(train_keys):  # a text in both keeps its fold in the fine-tuned part
+        folds[i] = first.setdefault(key, int(folds[i]))
+    return folds
+
+
 def plan_fits(config: RunConfig, data: TrainingData, train_keys: list[str], folds: np.ndarray | None,
               work: Path) -> list[Fit]:
     """Every fine-tune of stage 1, in recipe order: per fine-tuned encoder ``full``, then its folds."""
+    train = finetuned_on(config, data)
+    keys, folds = train_keys[:len(train)], None if folds is None else folds[:len(train)]
     fits = []
     for enc_cfg in config.encoders:
         if not enc_cfg.fine_tune:
             continue
-        root = stage1_dir(work, config, enc_cfg, data.train)
-        fits.append(Fit(enc_cfg, "full", data.train, train_keys, data.eval, root))
+        root = stage1_dir(work, config, enc_cfg, train)
+        fits.append(Fit(enc_cfg, "full", train, keys, data.eval, root))
         for f in range(0 if folds is None else config.stack.folds):
             idx = np.flatnonzero(folds != f)
-            fits.append(Fit(enc_cfg, f"fold-{f + 1}", data.train.subset(idx), [train_keys[j] for j in idx], None, root))
+            fits.append(Fit(enc_cfg, f"fold-{f + 1}", train.subset(idx), [keys[j] for j in idx], None, root))
     return fits
 
 
@@ -266,9 +296,8 @@ def run_stage1(config: RunConfig, data: TrainingData, texts: StackTexts, work: P
     land in the work folder one by one, so a killed run resumes as a serial one does); after all
     are done every process walks the list as a serial run does, reusing them."""
     started = time.perf_counter()
-    k = config.stack.folds
     train_keys = texts.keys["train"]
-    folds = fold_assignments(data.train.labels, train_keys, k, config.training.seed) if k > 1 else None
+    folds = stack_folds(config, data, train_keys)
     fits = plan_fits(config, data, train_keys, folds, work)
     run_progress.current().emit("stage", name="fine-tune", index=1, of=3)
     if world.distributed:

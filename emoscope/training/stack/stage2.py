@@ -3,7 +3,8 @@
 Each encoder's sub-word vectors are pooled onto the project's shared words, so the K encoders'
 vectors line up word by word whatever their tokenizers. Which model reads which text:
 
-* out-of-fold (``folds > 1``), fine-tuned encoder: a training text in fold i ← ``fold-i``; a
+* out-of-fold (``folds > 1``), fine-tuned encoder: a training text in fold i ← ``fold-i`` (one
+  that stage 1 left out, ``stack.finetune_on_extra = false``, ← ``full``, which never saw it); a
   validation/eval text ← ``full``, unless it is also a training text: then ← the fold model that
   held it out; and, for the naive ablation, every training text ← ``full`` (``train-naive``);
 * naive (``folds = 0``) or frozen encoder: every text ← the one model.
@@ -115,7 +116,13 @@ def plan_reads(name: str, stage_one: StageOne, texts: StackTexts) -> list[ReadJo
             # Frozen encoders saw no text; naive stacking lets the full model read its own.
             jobs.append(ReadJob(full, split, np.arange(len(keys)), folds is None))
         elif split == "train":
-            jobs += [ReadJob(model, "train", np.flatnonzero(folds == f), False) for f, model in enumerate(fold_models)]
+            # A training text the full model never saw (extra data left out of stage 1) is read by
+            # it; every other one by the fold model that held it out.
+            seen = np.asarray([k in full.trained_on for k in keys], dtype=bool)
+            jobs += [ReadJob(model, "train", np.flatnonzero(seen & (folds == f)), False)
+                     for f, model in enumerate(fold_models)]
+            if not seen.all():
+                jobs.append(ReadJob(full, "train", np.flatnonzero(~seen), False))
         else:
             # A validation/eval text that also sits in the training data goes to the fold model
             # that held it out, so no encoder ever reads a text it was trained on.
