@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from timing import machine  # benchmarks/timing.py, beside this script
 
 CASES = {  # name: (method, parameters, description); "auto" precision = bf16 on AMX CPUs
     "attention": ("attention", {}, "attention (last layer, heads averaged)"),
@@ -108,13 +109,6 @@ def child(model_dir: str, case: str, text: str, threads: int) -> dict:
     run(text)
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "peak_rss_mb": rss_mb(), "rss_after_load_mb": loaded, **info}
-
-
-def machine() -> dict:
-    """The CPU model and the load averages now (1, 5, 15 min)."""
-    name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")), "unknown CPU")
-    return {"cpu": name, "load": list(os.getloadavg())}
 
 
 def main() -> None:

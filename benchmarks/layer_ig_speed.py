@@ -20,13 +20,10 @@ import statistics
 import time
 from pathlib import Path
 
-from explain_speed import thirty_words  # the same 30-word texts as the explain timings (benchmarks/ is on sys.path)
-
-
-def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown")
-    return {"cpu": cpu, "cores": os.cpu_count(), "load": os.getloadavg()}
+from explain_speed import (
+    thirty_words,  # the same 30-word texts as the explain timings (benchmarks/ is on sys.path)
+)
+from timing import machine
 
 
 def measure(model, text: str, steps: list[int], repeats: int) -> dict:

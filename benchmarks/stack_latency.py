@@ -22,7 +22,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from emoscope.data import load_dataset
 from emoscope.predict import Predictor
-from timing import compare  # benchmarks/timing.py, beside this script
+from timing import compare, machine  # benchmarks/timing.py, beside this script
 
 
 def main() -> None:
@@ -57,11 +57,14 @@ def main() -> None:
                 model(**enc)
 
     cases = {"one text": texts[:1], f"batch of {len(texts)}": texts}
+    before = machine()
+    print(f"{before['cpu']}, load average {before['load'][0]:.2f} at the start", flush=True)
     results = compare(cases, reference, predictor.predict_proba, args.repeats, (f"sum of {len(plain)} plain forwards", "stacked Predictor"))
     if args.output:
         Path(args.output).write_text(json.dumps({"model": args.model, "encoders": [e.name for e in spec.encoders],
                                                  "data": args.data, "threads": args.threads, "repeats": args.repeats,
-                                                 "results": results}, indent=1))
+                                                 "results": results, "machine_before": before,
+                                                 "machine_after": machine()}, indent=1))
 
 
 if __name__ == "__main__":
