@@ -429,6 +429,18 @@ def test_ablation_drops_each_encoder_where_that_is_not_an_alone_row(tiny_encoder
     assert row["group"] == "stack" and 0.0 <= row["macro_f1"] <= 1.0
 
 
+def test_one_encoder_with_a_text_base_is_a_stack_not_a_single_base(tiny_encoder, tiny_encoder_b, tiny_data):
+    from emoscope.config import BaseConfig
+    from emoscope.training.ablate import run_ablation
+
+    config = tiny_stack_config([(tiny_encoder, False), (tiny_encoder_b, False)], tiny_data, folds=0)
+    config = replace(config, bases=(BaseConfig(kind="tfidf"),), meta=replace(config.meta, epochs=2))
+    result = run_ablation(config, log=quiet, only=["hybrid − tiny0", "tiny1 alone → meta-learner (hybrid)"])
+    groups = {r["name"]: r["group"] for r in result["rows"]}
+    assert groups["hybrid − tiny0"] == "stack" and groups["tiny1 alone → meta-learner (hybrid)"] == "single"
+    assert result["best_single"] == "tiny1 alone → meta-learner (hybrid)"
+
+
 def test_base_logits_from_the_word_vector_pass_match_a_separate_pass(tiny_encoder, tiny_data, tmp_path):
     """Stage 2 takes the classifier logits from the word-vector pass when both caches miss; with
     the word vectors cached, the logits come from a pass of their own: the two must agree row by row."""

@@ -192,7 +192,11 @@ def run_variant(config: RunConfig, variant: dict[str, Any], stacked: StackInputs
 
 
 def variant_row(variant: dict[str, Any], runs: VariantRuns, stacked: StackInputs) -> dict[str, Any]:
-    group = "single" if len(variant["encoders"]) == 1 and len(stacked.encoders) > 1 else "stack"
+    bases = variant.get("text_bases", list(stacked.text_bases))  # None: every text base
+    bases = list(stacked.text_bases) if bases is None else bases
+    # one base alone: one encoder reading no text base (one encoder + the TF-IDF base is a stack)
+    single = len(variant["encoders"]) == 1 and not bases and (len(stacked.encoders) > 1 or bool(stacked.text_bases))
+    group = "single" if single else "stack"
     return {"name": variant["name"], "seeds": len(runs.scores), "group": group, "main": bool(variant.get("main")),
             **_mean_metrics(runs.scores), "validation_macro_f1": float(np.mean(runs.validation_f1)),
             "seconds": float(np.mean(runs.seconds))}
