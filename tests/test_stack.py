@@ -504,3 +504,21 @@ def test_a_stacked_recipe_whose_validation_has_no_positives_is_refused_before_st
     with pytest.raises(DataError, match="no positive labels"):
         train_stack(config, tmp_path / "b", progress=False, log=logs.append, work=tmp_path / "work")
     assert not any(line.startswith("[stage 1]") for line in logs) and not (tmp_path / "work").exists()
+
+
+def test_an_encoder_that_is_not_installed_fails_before_stage_one(tiny_encoder, tiny_data, tmp_path, monkeypatch):
+    """A recipe naming an on-demand source that is not installed stops with the install command
+    before any fine-tuning (not after stage 1, when stage 2 first loads it)."""
+    from emoscope.config import EncoderConfig
+    from emoscope.data import load_training_data
+    from emoscope.errors import EncoderError
+    from emoscope.training.stack.stage2 import prepare_stack
+
+    monkeypatch.setenv("EMOSCOPE_CACHE_DIR", str(tmp_path / "empty-cache"))
+    config = tiny_stack_config([(tiny_encoder, True)], tiny_data, folds=2, epochs=1)
+    config = replace(config, encoders=(*config.encoders, EncoderConfig(source="embeddinggemma-300m", name="gemma",
+                                                                         fine_tune=False, max_length=32)))
+    with pytest.raises(EncoderError, match="emoscope models install embeddinggemma-300m"):
+        prepare_stack(config, load_training_data(config), device=torch.device("cpu"), work=tmp_path / "work",
+                      progress=False, log=quiet)
+    assert not (tmp_path / "work").exists()

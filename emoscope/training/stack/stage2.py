@@ -32,7 +32,7 @@ from emoscope import progress as run_progress  # (prepare_stack's `progress` swi
 from emoscope.config import EncoderConfig, RunConfig
 from emoscope.data import TrainingData
 from emoscope.distributed import SINGLE, World
-from emoscope.encoders import text_prefix
+from emoscope.encoders import resolve_source, text_prefix
 from emoscope.models import default_precision
 from emoscope.models.fingerprint import weights_fingerprint
 from emoscope.models.runtime import peak_rss_mb
@@ -283,6 +283,8 @@ def prepare_stack(config: RunConfig, data: TrainingData, *, device: torch.device
     ``size``-th encoder's texts into the embeddings cache (which takes concurrent writers); once
     all are done the main process assembles stage 2 from the cache and gets the inputs, the
     others get None."""
+    for enc_cfg in config.encoders:  # an encoder that is not installed fails now, not after hours of stage 1
+        resolve_source(enc_cfg.source)
     texts = StackTexts.read(config, data)
     stage_one = run_stage1(config, data, texts, work or work_folder(config), device=device, log=log,
                            progress=progress, world=world)
