@@ -8,7 +8,9 @@ run of a tiny recipe (the tiny encoder and data of conftest, so it takes seconds
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -45,8 +47,15 @@ def serve(models: Path):
 
 
 def test_first_run_shows_progress_then_predicts_without_a_reload(models, tmp_path, tiny_encoder, tiny_data):
-    assert start_if_needed(models, tiny_recipe(tmp_path, tiny_encoder, tiny_data, epochs=150)) is not None
-    app, page = serve(models)
+    run = start_if_needed(models, tiny_recipe(tmp_path, tiny_encoder, tiny_data, epochs=150))
+    assert run is not None
+    os.killpg(run["pid"], signal.SIGSTOP)  # held until the progress screen is seen: on a busy machine it could land first
+    held = True
+    try:
+        app, page = serve(models)
+    except BaseException:
+        os.killpg(run["pid"], signal.SIGCONT)
+        raise
     try:
         page.wait_text("Getting EmoScope ready", 60)
         page.wait("document.querySelector('[data-testid=\"stProgress\"]')", 60, "the progress bar")
@@ -54,6 +63,8 @@ def test_first_run_shows_progress_then_predicts_without_a_reload(models, tmp_pat
         page.js("window.__emoscope_same_page = 1")
         page.screenshot(SHOTS / "first-run-progress.png")
         assert not page.js("document.body.innerText.includes('Predict emotions')")
+        os.killpg(run["pid"], signal.SIGCONT)
+        held = False
         page.wait_text("Predict emotions", 240)  # the bundle landed: the page turned into Predict by itself
         assert page.js(SAME_PAGE), "the page was reloaded"
         page.wait_text("Model: tiny-first", 60)
@@ -66,6 +77,8 @@ def test_first_run_shows_progress_then_predicts_without_a_reload(models, tmp_pat
         assert page.js(SAME_PAGE)
         page.screenshot(SHOTS / "first-run-predict.png")
     finally:
+        if held:
+            os.killpg(run["pid"], signal.SIGCONT)
         page.close()
         app.close()
 
@@ -73,12 +86,20 @@ def test_first_run_shows_progress_then_predicts_without_a_reload(models, tmp_pat
 def test_a_run_that_lands_later_is_picked_by_itself_and_the_old_bundle_stays(models, tmp_path, tiny_bundle,
                                                                               tiny_encoder, tiny_data):
     shutil.copytree(tiny_bundle, models / "quick")
-    jobs.start_training(tiny_recipe(tmp_path, tiny_encoder, tiny_data, epochs=100, name="bigger"), models)
-    app, page = serve(models)
+    run = jobs.start_training(tiny_recipe(tmp_path, tiny_encoder, tiny_data, epochs=100, name="bigger"), models)
+    os.killpg(run["pid"], signal.SIGSTOP)  # held until the sidebar has shown it (it could land first on a busy machine)
+    held = True
+    try:
+        app, page = serve(models)
+    except BaseException:
+        os.killpg(run["pid"], signal.SIGCONT)
+        raise
     try:
         page.wait_text("Predict emotions", 60)
         page.wait_text("Training bigger", 60)  # the sidebar follows the run
         page.js("window.__emoscope_same_page = 1")
+        os.killpg(run["pid"], signal.SIGCONT)
+        held = False
         page.wait_text("Model: bigger", 240)  # its bundle landed: the picker moved to it
         assert page.js(SAME_PAGE), "the page was reloaded"
         assert page.js(f"document.querySelector({PICKER!r}).value").startswith("bigger")
@@ -90,5 +111,7 @@ def test_a_run_that_lands_later_is_picked_by_itself_and_the_old_bundle_stays(mod
         assert options[0].startswith("bigger") and options[1].startswith("tiny"), options  # newest first; both there
         page.screenshot(SHOTS / "new-bundle-picked.png")
     finally:
+        if held:
+            os.killpg(run["pid"], signal.SIGCONT)
         page.close()
         app.close()
