@@ -46,16 +46,22 @@ def serve(models: Path):
     return app, browser
 
 
+def serve_held(models: Path, pid: int):
+    """Stop the run's process group, then serve: on a busy machine a tiny run could land before
+    the page has shown it in progress. The caller sends SIGCONT; a failed start sends it here."""
+    os.killpg(pid, signal.SIGSTOP)
+    try:
+        return serve(models)
+    except BaseException:
+        os.killpg(pid, signal.SIGCONT)
+        raise
+
+
 def test_first_run_shows_progress_then_predicts_without_a_reload(models, tmp_path, tiny_encoder, tiny_data):
     run = start_if_needed(models, tiny_recipe(tmp_path, tiny_encoder, tiny_data, epochs=150))
     assert run is not None
-    os.killpg(run["pid"], signal.SIGSTOP)  # held until the progress screen is seen: on a busy machine it could land first
+    app, page = serve_held(models, run["pid"])  # held until the progress screen is seen
     held = True
-    try:
-        app, page = serve(models)
-    except BaseException:
-        os.killpg(run["pid"], signal.SIGCONT)
-        raise
     try:
         page.wait_text("Getting EmoScope ready", 60)
         page.wait("document.querySelector('[data-testid=\"stProgress\"]')", 60, "the progress bar")
@@ -87,13 +93,8 @@ def test_a_run_that_lands_later_is_picked_by_itself_and_the_old_bundle_stays(mod
                                                                               tiny_encoder, tiny_data):
     shutil.copytree(tiny_bundle, models / "quick")
     run = jobs.start_training(tiny_recipe(tmp_path, tiny_encoder, tiny_data, epochs=100, name="bigger"), models)
-    os.killpg(run["pid"], signal.SIGSTOP)  # held until the sidebar has shown it (it could land first on a busy machine)
+    app, page = serve_held(models, run["pid"])  # held until the sidebar has shown it
     held = True
-    try:
-        app, page = serve(models)
-    except BaseException:
-        os.killpg(run["pid"], signal.SIGCONT)
-        raise
     try:
         page.wait_text("Predict emotions", 60)
         page.wait_text("Training bigger", 60)  # the sidebar follows the run
