@@ -300,7 +300,7 @@ def test_stacks_frozen_and_fine_tuned_with_the_tiny_bert_and_explains(installed,
     model = ExplainModel(Predictor(path))
     text = "we felt so furious today فرحان"
     for method, params in (("lime", {"samples": 30}), ("attention", {"encoder": "all"}),
-                           ("ig", {"n_steps": 8, "precision": "fp32"})):
+                           ("ig", {"n_steps": 32, "precision": "fp32"})):
         exp = explain(model, text, method, ["anger"], params)
         scores = exp.labels["anger"].scores
         assert len(scores) == 6 and np.isfinite(scores).all(), method
