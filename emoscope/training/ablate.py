@@ -192,7 +192,7 @@ def run_variant(config: RunConfig, variant: dict[str, Any], stacked: StackInputs
 
 
 def variant_row(variant: dict[str, Any], runs: VariantRuns, stacked: StackInputs) -> dict[str, Any]:
-    bases = variant.get("text_bases", list(stacked.text_bases))  # None: every text base
+    bases = variant.get("text_bases")  # None: every text base
     bases = list(stacked.text_bases) if bases is None else bases
     # one base alone: one encoder reading no text base (one encoder + the TF-IDF base is a stack)
     single = len(variant["encoders"]) == 1 and not bases and (len(stacked.encoders) > 1 or bool(stacked.text_bases))
