@@ -96,6 +96,11 @@ def _languages(manifest: Manifest) -> str:
     return ", ".join(LANGUAGE_NAMES.get(code, escape_markdown(code)) for code in manifest.languages) or "unrecorded"
 
 
+def _meta_phrase(meta: dict[str, Any]) -> str:
+    k = meta.get("ensemble") or 1
+    return "a Bi-LSTM meta-learner" if k == 1 else f"a seed ensemble of {num(k)} Bi-LSTM meta-learners, logits averaged"
+
+
 def _encoders_phrase(manifest: Manifest) -> str:
     names = ", ".join(escape_markdown(e.label) for e in manifest.model.encoders)
     meta = manifest.model.meta or {}
@@ -103,7 +108,7 @@ def _encoders_phrase(manifest: Manifest) -> str:
         folds = manifest.model.folds
         stacking = f"{folds}-fold out-of-fold stacking" if folds else "naive stacking (folds = 0)"
         return (f"a stacked ensemble of {len(manifest.model.encoders)} transformer encoders ({names}) pooled onto the "
-                f"same words and read by a Bi-LSTM meta-learner (hidden {num(meta.get('hidden_size'))}, "
+                f"same words and read by {_meta_phrase(meta)} (hidden {num(meta.get('hidden_size'))}, "
                 f"{escape_markdown(meta.get('pooling', '?'))} pooling over words), {stacking}")
     return f"one fine-tuned transformer encoder ({names}) with a {escape_markdown(manifest.model.pooling or '?')}-pooled linear head"
 

@@ -255,6 +255,9 @@ class MetaConfig:
     batch_size: int = 32
     epochs: int = 40
     patience: int = 6
+    # a seed ensemble: this many meta-learners, each trained alone (member i with the recipe's
+    # seed + 1000 i), their logits averaged; the thresholds are tuned on the ensemble's probabilities
+    ensemble: int = 1
 
     def __post_init__(self) -> None:
         require_finite(self, "meta")
@@ -271,6 +274,7 @@ class MetaConfig:
             (self.batch_size >= 1, f"meta.batch_size must be >= 1, got {self.batch_size}"),
             (self.epochs >= 1, f"meta.epochs must be >= 1, got {self.epochs}"),
             (self.patience >= 1, f"meta.patience must be >= 1, got {self.patience}"),
+            (1 <= self.ensemble <= 16, f"meta.ensemble must be in 1..16 (meta-learners averaged), got {self.ensemble}"),
         ]
         for ok, message in checks:
             if not ok:

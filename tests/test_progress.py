@@ -245,6 +245,14 @@ def test_emoscope_train_prints_every_stage_and_writes_the_events(tiny_encoder, t
     assert {(m["encoder"], m["role"]) for m in state.plan["models"]} == state.finished
 
 
+def test_each_member_of_a_meta_learner_ensemble_has_its_own_curve():
+    events = [_stack_plan(), {"event": "stage", "t": 0, "name": "meta", "index": 3, "of": 3}]
+    events += [{"event": "epoch", "t": i, "stage": "meta", "member": m, "members": 2, "epoch": i, "epochs": 10,
+                "texts": 100, "seconds": 2.0, "train_loss": 1.0, "val_macro_f1": 0.1, "val_f1": {"a": 0.1}}
+               for m in (0, 1) for i in (1, 2)]
+    assert [e["series"] for e in fold(events).epochs] == ["meta-learner 1 of 2"] * 2 + ["meta-learner 2 of 2"] * 2
+
+
 def test_emoscope_train_with_unknown_data_fails_in_one_line(tiny_encoder, tiny_data, tmp_path, capsys):
     from emoscope.cli import main
 

@@ -522,3 +522,64 @@ def test_an_encoder_that_is_not_installed_fails_before_stage_one(tiny_encoder, t
         prepare_stack(config, load_training_data(config), device=torch.device("cpu"), work=tmp_path / "work",
                       progress=False, log=quiet)
     assert not (tmp_path / "work").exists()
+
+
+def test_a_meta_learner_ensemble_trains_saves_loads_predicts_and_explains(tiny_encoder, tiny_encoder_b, tiny_data,
+                                                                         tmp_path):
+    """``meta.ensemble = 3``: member 0 is the single meta-learner of the same recipe, member i trains
+    with seed + 1000 i; the ensemble's logits are the mean of theirs, its thresholds are tuned on its
+    own validation probabilities, and the bundle predicts, explains and describes it as such."""
+    from emoscope.bundle import read_manifest, read_validation
+    from emoscope.explain import ExplainModel, explain
+    from emoscope.models.meta import MetaEnsemble, members
+    from emoscope.predict import Predictor
+    from emoscope.thresholds import choose_thresholds
+    from emoscope.training.run import load_run_data
+    from emoscope.training.stack.stage3 import MetaSelection, fit_meta
+
+    config = tiny_stack_config([(tiny_encoder, False), (tiny_encoder_b, False)], tiny_data, folds=0)
+    config = replace(config, meta=replace(config.meta, base_logits=False))
+    ensemble_cfg = replace(config, meta=replace(config.meta, ensemble=3))
+    data = load_run_data(config)
+    stacked = prepare_stack(config, data, progress=False, log=quiet)
+    selection = MetaSelection.of(stacked, stacked.encoders, data)
+    device = pick_device(config.training.device)
+    single = fit_meta(config, selection, device=device, log=quiet)
+    logs: list[str] = []
+    fit = fit_meta(ensemble_cfg, selection, device=device, log=logs.append)
+    assert isinstance(fit.meta, MetaEnsemble) and len(members(fit.meta)) == 3
+    assert any("ensemble of 3" in line for line in logs)
+    for name, tensor in single.meta.state_dict().items():  # member 0 is the single meta-learner
+        torch.testing.assert_close(fit.meta.members[0].state_dict()[name], tensor)
+    third = fit_meta(replace(config, training=replace(config.training, seed=config.training.seed + 2000)), selection,
+                     device=device, log=quiet)
+    for name, tensor in third.meta.state_dict().items():
+        torch.testing.assert_close(fit.meta.members[2].state_dict()[name], tensor)
+    x, n = selection.validation.batch(range(5), torch.device("cpu"))
+    with torch.no_grad():
+        mean = torch.stack([m.eval()(x, n) for m in fit.meta.members]).mean(0)
+        torch.testing.assert_close(fit.meta.eval()(x, n), mean)
+    val = data.validation
+    np.testing.assert_array_equal(fit.thresholds, choose_thresholds(config.thresholds, val.labels, fit.val_probs,
+                                                                    val.label_mask))
+    assert not np.allclose(fit.val_probs, single.val_probs)
+
+    path = train_stack(ensemble_cfg, tmp_path / "ensemble", progress=False, log=quiet)
+    manifest = read_manifest(path)
+    assert manifest.model.meta["ensemble"] == 3
+    predictor = Predictor(path)
+    assert isinstance(predictor.model.meta, MetaEnsemble)
+    np.testing.assert_allclose(predictor.predict_proba(read_validation(path, manifest).texts),
+                               read_validation(path, manifest).probs, atol=2e-5)
+    np.testing.assert_allclose(read_validation(path, manifest).probs, fit.val_probs, atol=1e-5)
+    model = ExplainModel(predictor)
+    exp = explain(model, "we felt so furious today", "layer-ig", None, {"n_steps": 64})
+    assert max(abs(v) for v in exp.diagnostics["convergence_delta"].values()) < 0.01  # the mean still completes
+    assert "seed ensemble of 3 Bi-LSTM meta-learners" in (path / "README.md").read_text(encoding="utf-8")
+
+
+def test_meta_ensemble_size_is_checked():
+    from emoscope.config import MetaConfig
+
+    with pytest.raises(ConfigError, match="meta.ensemble must be in 1..16"):
+        MetaConfig(ensemble=0)

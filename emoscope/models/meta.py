@@ -2,7 +2,9 @@
 
 ``MetaLearner``: per-encoder LayerNorm → concat per word → dropout → Bi-LSTM → pooling over words
 (attention | max | mean, padding masked) → dense → one logit per label, optionally adding the
-base classifiers' logits (classic stacking of predictions). ``meta.safetensors`` holds its weights
+base classifiers' logits (classic stacking of predictions). ``MetaEnsemble``: ``meta.ensemble``
+such meta-learners, trained alone with different seeds, whose logits it averages (a seed
+ensemble). ``meta.safetensors`` holds its weights
 and, in its metadata, what it was trained on: the label list, each encoder's input size and
 weights fingerprint, and which encoders' classifier heads it reads; :func:`read_meta` checks them.
 """
@@ -93,13 +95,56 @@ class MetaLearner(nn.Module):
         return (logits, pooled) if return_features else logits
 
 
-def gradient_ready(meta: MetaLearner) -> MetaLearner:
+class MetaEnsemble(nn.Module):
+    """``k`` meta-learners over the same inputs, trained alone with different seeds; its logits are
+    the mean of theirs. The mean of logits (not of probabilities) keeps the ensemble a sum of its
+    members, so every attribution of a member adds up (Integrated Gradients' completeness holds
+    for the ensemble as for one member). Its weights are the members' under ``members.<i>.``."""
+
+    def __init__(self, members: Sequence[MetaLearner]):
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError("a meta-learner ensemble needs at least two members")
+        first = members[0]
+        if any((m.input_sizes, m.n_labels, m.n_base) != (first.input_sizes, first.n_labels, first.n_base)
+               for m in members):
+            raise ValueError("the members of a meta-learner ensemble must read the same inputs and labels")
+        self.members = nn.ModuleList(members)
+
+    @property
+    def n_labels(self) -> int:
+        return self.members[0].n_labels
+
+    @property
+    def n_base(self) -> int:
+        return self.members[0].n_base
+
+    @property
+    def input_sizes(self) -> list[int]:
+        return self.members[0].input_sizes
+
+    def forward(self, x: torch.Tensor, n_words: torch.Tensor, return_features: bool = False,
+                base: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """As :meth:`MetaLearner.forward`; the pooled vectors are the members', concatenated."""
+        outs = [m(x, n_words, return_features=True, base=base) for m in self.members]
+        logits = torch.stack([o[0] for o in outs]).mean(0)
+        return (logits, torch.cat([o[1] for o in outs], dim=-1)) if return_features else logits
+
+
+def members(meta: MetaLearner | MetaEnsemble) -> list[MetaLearner]:
+    """The single meta-learners inside ``meta`` (itself when it is one)."""
+    return list(meta.members) if isinstance(meta, MetaEnsemble) else [meta]
+
+
+def gradient_ready(meta: MetaLearner | MetaEnsemble) -> MetaLearner | MetaEnsemble:
     """A copy of an inference meta-learner that computes the same function and can be
     differentiated through on a GPU. cuDNN's LSTM backward refuses a module in eval mode
     ("cudnn RNN backward can only be called in training mode"), so the copy's LSTM is in
     training mode with its between-layer dropout set to 0 (the only thing training mode changes
     in ``nn.LSTM``); everything else stays in eval mode. A copy, so that predictions running in
     other threads on the shared model are never touched."""
+    if isinstance(meta, MetaEnsemble):
+        return MetaEnsemble([gradient_ready(m) for m in meta.members])
     ready = copy.deepcopy(meta).eval()
     for p in ready.parameters():
         p.requires_grad_(False)
@@ -108,13 +153,19 @@ def gradient_ready(meta: MetaLearner) -> MetaLearner:
     return ready
 
 
-def build_meta(input_sizes: Sequence[int], n_labels: int, cfg: MetaConfig, n_base: int = 0) -> MetaLearner:
+def build_meta(input_sizes: Sequence[int], n_labels: int, cfg: MetaConfig, n_base: int = 0,
+               ensemble: int | None = None) -> MetaLearner | MetaEnsemble:
+    """The meta-learner ``cfg`` describes: one, or an ensemble of ``cfg.ensemble`` (``ensemble``
+    overrides it; 1 while training, which fits each member alone)."""
+    k = cfg.ensemble if ensemble is None else ensemble
+    if k > 1:
+        return MetaEnsemble([build_meta(input_sizes, n_labels, cfg, n_base, ensemble=1) for _ in range(k)])
     return MetaLearner(input_sizes, n_labels, hidden_size=cfg.hidden_size, layers=cfg.layers, dropout=cfg.dropout,
                        input_dropout=cfg.input_dropout, pooling=cfg.pooling, dense_size=cfg.dense_size,
                        n_base=n_base)
 
 
-def save_meta(meta: MetaLearner, path: Path, labels: Sequence[str], fingerprints: Sequence[str],
+def save_meta(meta: MetaLearner | MetaEnsemble, path: Path, labels: Sequence[str], fingerprints: Sequence[str],
               base_encoders: Sequence[int] = (), text_bases: Sequence[str] = ()) -> None:
     """``base_encoders``: indices of the encoders whose classifier logits the meta-learner reads;
     ``text_bases``: names of the ``[[bases]]`` whose logits it reads after theirs (recorded only

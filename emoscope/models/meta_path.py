@@ -26,7 +26,7 @@ import copy
 import torch
 from torch import nn
 
-from emoscope.models.meta import MetaLearner
+from emoscope.models.meta import MetaEnsemble, MetaLearner
 
 
 def _input_projections(meta: MetaLearner, x: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -123,12 +123,15 @@ class _PathLSTM(nn.Module):
         return nn.utils.rnn.pack_padded_sequence(out, lengths, batch_first=True, enforce_sorted=False), None
 
 
-def path_logits(meta: MetaLearner, x: torch.Tensor, b: torch.Tensor, s: torch.Tensor, n_words: torch.Tensor,
+def path_logits(meta: MetaLearner | MetaEnsemble, x: torch.Tensor, b: torch.Tensor, s: torch.Tensor, n_words: torch.Tensor,
                 base: torch.Tensor | None = None) -> torch.Tensor:
     """Logits ``[B, n, L]`` of ``meta`` at ``b + s[..., None] * (x - b)`` for the ``B`` texts of
     ``x``, ``b [B, W, D]`` (their word vectors and baselines) and ``n`` scale rows per text,
     ``s [B, n, W]``; ``n_words [B]``, ``base [B, n_base * L]`` (the base classifiers' logits, held
-    fixed along the path). Differentiable in ``s``; equals the meta-learner on the built vectors."""
+    fixed along the path). Differentiable in ``s``; equals the meta-learner on the built vectors.
+    For an ensemble: the mean of its members' path logits, as its forward is the mean of theirs."""
+    if isinstance(meta, MetaEnsemble):
+        return torch.stack([path_logits(m, x, b, s, n_words, base) for m in meta.members]).mean(0)
     texts, per_text, width = s.shape
     if meta.lstm.proj_size or not meta.lstm.bidirectional:
         raise ValueError("path_logits follows the meta-learner's bidirectional LSTM without projections")

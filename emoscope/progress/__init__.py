@@ -16,13 +16,15 @@ The events, one JSON object per line, each with ``event`` and ``t`` (Unix time):
                (``fine-tune`` [, ``embed``, ``meta``]), ``encoders`` [{name, source,
                fine_tune}], ``folds``, ``models`` (stage-1 fits in order: [{encoder, role,
                texts}]), ``embed`` (stage-2 texts to read per encoder), ``meta_epochs``
+               (at most; all members' for a ``meta.ensemble``)
 ``stage``      ``name`` (``fine-tune`` | ``embed`` | ``meta`` | ``finish``), ``index``, ``of``
 ``model``      a stage-1 fit starts: ``encoder``, ``role`` (``full`` | ``fold-i``), ``index``,
                ``of``, ``texts``, ``reused`` (finished by an earlier run)
 ``batch``      thinned per training batch: ``done``, ``total`` (batches of this epoch),
                ``texts`` (trained on so far this epoch), ``seconds`` (since the epoch began)
 ``epoch``      ``stage`` (``fine-tune`` | ``meta``), ``epoch``, ``epochs``, ``train_loss``,
-               ``val_macro_f1``, ``val_f1`` {label: F1}, ``seconds``, ``texts``
+               ``val_macro_f1``, ``val_f1`` {label: F1}, ``seconds``, ``texts``; a member of a
+               meta-learner ensemble adds ``member`` (from 0) and ``members``
 ``model_done`` ``encoder``, ``role``, ``best_epoch``, ``seconds``
 ``embed_start`` a stage-2 read: ``encoder``, ``role``, ``split``, ``texts``
 ``embed``      thinned per batch of texts not in the cache: ``done``, ``total``, ``seconds``

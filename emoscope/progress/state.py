@@ -30,8 +30,8 @@ def model_title(encoder: str, role: str, folds: int | None) -> str:
 
 def series_label(event: Event, stacked: bool) -> str:
     """The curve an epoch belongs to on the charts: each stage-1 model, or the meta-learner."""
-    if event.get("stage") == "meta":
-        return "meta-learner"
+    if event.get("stage") == "meta":  # a member of a meta-learner ensemble has its own curve
+        return "meta-learner" if event.get("members") is None else f"meta-learner {event['member'] + 1} of {event['members']}"
     encoder, role = event.get("encoder") or "model", event.get("role") or "full"
     return f"{encoder} {role}" if stacked else encoder
 

@@ -105,7 +105,7 @@ def run_plan(config: RunConfig, data: TrainingData) -> dict[str, Any]:
             models.append({"encoder": enc.label, "role": "full", "texts": n_train})
             models += [{"encoder": enc.label, "role": f"fold-{f + 1}", "texts": n_train - n_train // k} for f in range(k)]
     return {**plan, "stages": ["fine-tune", "embed", "meta"], "folds": k, "models": models, "embed": embed,
-            "meta_epochs": config.meta.epochs, "meta_batch_size": config.meta.batch_size}
+            "meta_epochs": config.meta.epochs * config.meta.ensemble, "meta_batch_size": config.meta.batch_size}
 
 
 def run_cost(device: torch.device) -> dict[str, Any]:

@@ -8,6 +8,7 @@ macro-F1, in seconds to minutes. The ablation trains one per variant from the sa
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from emoscope.config import RunConfig
 from emoscope.data import Dataset, TrainingData
 from emoscope.losses import MultiLabelLoss, loss_from_config
 from emoscope.metrics import compute_metrics
-from emoscope.models.meta import MetaLearner, build_meta
+from emoscope.models.meta import MetaEnsemble, MetaLearner, build_meta
 from emoscope.models.runtime import EVAL_BATCH_SIZE, batched_probs
 from emoscope.thresholds import choose_thresholds
 from emoscope.training.loop import EarlyStopping, cosine_schedule, epoch_batches, seed_everything, train_epoch
@@ -31,6 +32,7 @@ from emoscope.training.stack.stage2 import StackInputs
 
 META_WARMUP_RATIO = 0.05
 META_GRAD_CLIP = 1.0
+MEMBER_SEED_STEP = 1000  # member i of a meta-learner ensemble trains with seed + 1000 i
 
 
 @dataclass
@@ -116,7 +118,34 @@ def _validate(meta: MetaLearner, config: RunConfig, selection: MetaSelection,
 def fit_meta(config: RunConfig, selection: MetaSelection, *, device: torch.device, log: Logger = print) -> MetaFit:
     """Train the Bi-LSTM meta-learner of recipe ``config`` on ``selection``, early-stopping on
     validation macro-F1 (reading the base classifiers' logits when the selection has them; see
-    :class:`MetaLearner`). Each epoch is reported as an ``epoch`` progress event (``stage = "meta"``)."""
+    :class:`MetaLearner`). Each epoch is reported as an ``epoch`` progress event (``stage = "meta"``).
+
+    With ``meta.ensemble = k > 1``: k meta-learners, each trained alone exactly so (member ``i``
+    with seed ``seed + 1000 i``, so member 0 is the single meta-learner of the same recipe), joined
+    as a :class:`MetaEnsemble`, whose validation probabilities choose the thresholds. The history
+    and best epoch are member 0's; the log names every member's."""
+    k = config.meta.ensemble
+    if k == 1:
+        return _fit_member(config, selection, device=device, log=log)
+    started = time.perf_counter()
+    seed = config.training.seed
+    fits = []
+    for i in range(k):
+        member = config.replace(training=dataclasses.replace(config.training, seed=seed + MEMBER_SEED_STEP * i))
+        fits.append(_fit_member(member, selection, device=device, log=log, member=(i, k)))
+    ensemble = MetaEnsemble([f.meta for f in fits])
+    probs, thresholds = _validate(ensemble.to(device), config, selection, device)
+    val_ds = selection.validation_ds
+    f1 = compute_metrics(val_ds.labels, probs, thresholds, label_mask=val_ds.label_mask)["macro_f1"]
+    seconds = time.perf_counter() - started
+    log(f"[stage 3] meta-learner ensemble of {k} (best epochs {', '.join(str(f.best_epoch) for f in fits)}): "
+        f"validation macro-F1 {f1:.4f}, {seconds:.1f}s")
+    return MetaFit(ensemble.cpu(), fits[0].history, fits[0].best_epoch, probs, thresholds, seconds)
+
+
+def _fit_member(config: RunConfig, selection: MetaSelection, *, device: torch.device, log: Logger,
+                member: tuple[int, int] | None = None) -> MetaFit:
+    """One meta-learner (member ``i`` of ``k`` of an ensemble, when ``member`` says so)."""
     started = time.perf_counter()
     meta_cfg, seed = config.meta, config.training.seed
     train_ds, val_ds = selection.train_ds, selection.validation_ds
@@ -125,7 +154,7 @@ def fit_meta(config: RunConfig, selection: MetaSelection, *, device: torch.devic
     n_base = 0 if selection.train_base is None else selection.train_base.shape[1] // n_labels
     if (selection.train_base is None) != (selection.validation_base is None):
         raise ValueError("give the base classifiers' logits for both the training and the validation texts, or neither")
-    meta = build_meta(selection.input_sizes, n_labels, meta_cfg, n_base).to(device)
+    meta = build_meta(selection.input_sizes, n_labels, meta_cfg, n_base, ensemble=1).to(device)
     loss_fn = loss_from_config(config.loss, train_ds.labels, train_ds.label_mask).to(device)
     optimizer = torch.optim.AdamW(meta.parameters(), lr=meta_cfg.lr, weight_decay=meta_cfg.weight_decay)
     scheduler = cosine_schedule(optimizer, len(train_ds), meta_cfg.batch_size, meta_cfg.epochs, META_WARMUP_RATIO)
@@ -145,7 +174,8 @@ def fit_meta(config: RunConfig, selection: MetaSelection, *, device: torch.devic
         f1 = scored["macro_f1"]
         history.append({"epoch": epoch, "train_loss": train_loss, "val_macro_f1": f1,
                         "seconds": time.perf_counter() - t0})
-        report.emit("epoch", stage="meta", epoch=epoch, epochs=meta_cfg.epochs, train_loss=train_loss, val_macro_f1=f1,
+        report.emit("epoch", stage="meta", **({} if member is None else {"member": member[0], "members": member[1]}),
+                    epoch=epoch, epochs=meta_cfg.epochs, train_loss=train_loss, val_macro_f1=f1,
                     seconds=history[-1]["seconds"], texts=len(train_ds),
                     val_f1={k: v["f1"] for k, v in scored["per_class"].items()})
         if stopping.update(meta, epoch, f1):
@@ -153,6 +183,7 @@ def fit_meta(config: RunConfig, selection: MetaSelection, *, device: torch.devic
     stopping.restore(meta)
     probs, thresholds = _validate(meta, config, selection, device)
     seconds = time.perf_counter() - started
-    log(f"[stage 3] meta-learner ({config.loss.name}): best epoch {stopping.best_epoch} of {len(history)}, "
+    which = "" if member is None else f" {member[0] + 1} of {member[1]}"
+    log(f"[stage 3] meta-learner{which} ({config.loss.name}): best epoch {stopping.best_epoch} of {len(history)}, "
         f"validation macro-F1 {stopping.best_score:.4f}, {seconds:.1f}s")
     return MetaFit(meta.cpu(), history, stopping.best_epoch, probs, thresholds, seconds)
