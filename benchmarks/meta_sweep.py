@@ -26,12 +26,10 @@ import numpy as np
 import torch
 
 from emoscope.config import RunConfig, load_config
-from emoscope.models.meta import MetaEnsemble
-from emoscope.thresholds import choose_thresholds
-from emoscope.training.ablate import Scoring, variant_config
+from emoscope.training.ablate import Scoring
 from emoscope.training.run import load_run_data
 from emoscope.training.stack.stage2 import prepare_stack
-from emoscope.training.stack.stage3 import MEMBER_SEED_STEP, MetaSelection, fit_meta, meta_probs
+from emoscope.training.stack.stage3 import MetaSelection, fit_meta, meta_probs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import machine  # noqa: E402
@@ -72,31 +70,24 @@ def main() -> None:
     selection = MetaSelection.of(stacked, names, scoring.data)
     scored_rows = stacked.select(names, scoring.split)
     scored_base = stacked.select_base(names, scoring.split)
-    val = scoring.data.validation
-    print(f"{config.name}: scored on {scoring.scored.name} ({len(scoring.scored)} texts), validation {val.name}; "
+    print(f"{config.name}: scored on {scoring.scored.name} ({len(scoring.scored)} texts), validation {scoring.data.validation.name}; "
           f"{machine()}", flush=True)
     results = []
     for name, changes in variants:
         recipe = variant_recipe(config, changes)
-        val_f1, dev_f1, fits, seconds = [], [], [], []
-        for i in range(args.seeds):
-            t0 = time.perf_counter()
-            seed = config.training.seed + MEMBER_SEED_STEP * i
-            fit = fit_meta(variant_config(recipe, recipe.loss, seed), selection, device=device, log=lambda m: None)
-            probs = meta_probs(fit.meta, scored_rows, device, scored_base)
-            seconds.append(time.perf_counter() - t0)
-            val_f1.append(scoring.validation_f1(fit.val_probs, fit.thresholds))
-            dev_f1.append(scoring.score(probs, fit.thresholds)["macro_f1"])
-            fits.append(fit)
-        ensemble = MetaEnsemble([f.meta for f in fits])
-        mean_val = meta_probs(ensemble, selection.validation, device, selection.validation_base)
-        mean_dev = meta_probs(ensemble, scored_rows, device, scored_base)
-        thresholds = choose_thresholds(recipe.thresholds, val.labels, mean_val, val.label_mask)
+        recipe = recipe.replace(meta=dataclasses.replace(recipe.meta, ensemble=args.seeds))
+        fit = fit_meta(recipe, selection, device=device, log=lambda m: None)
+        members = fit.members or [fit]
+        val_f1 = [scoring.validation_f1(m.val_probs, m.thresholds) for m in members]
+        dev_f1 = [scoring.score(meta_probs(m.meta, scored_rows, device, scored_base), m.thresholds)["macro_f1"]
+                  for m in members]
+        seconds = [m.seconds for m in members]
+        mean_dev = meta_probs(fit.meta, scored_rows, device, scored_base)
         row = {"variant": name, "changes": changes, "seeds": args.seeds,
                "val": float(np.mean(val_f1)), "val_std": float(np.std(val_f1)),
                "dev": float(np.mean(dev_f1)), "dev_std": float(np.std(dev_f1)),
-               "ensemble_val": scoring.validation_f1(mean_val, thresholds),
-               "ensemble_dev": scoring.score(mean_dev, thresholds)["macro_f1"],
+               "ensemble_val": scoring.validation_f1(fit.val_probs, fit.thresholds),
+               "ensemble_dev": scoring.score(mean_dev, fit.thresholds)["macro_f1"],
                "seconds_per_seed": float(np.mean(seconds))}
         results.append(row)
         print(f"{name:32s} val {row['val']:.3f} ± {row['val_std']:.3f}  dev {row['dev']:.3f} ± {row['dev_std']:.3f}  "

@@ -531,7 +531,7 @@ def test_a_meta_learner_ensemble_trains_saves_loads_predicts_and_explains(tiny_e
     own validation probabilities, and the bundle predicts, explains and describes it as such."""
     from emoscope.bundle import read_manifest, read_validation
     from emoscope.explain import ExplainModel, explain
-    from emoscope.models.meta import MetaEnsemble, members
+    from emoscope.models.meta import MetaEnsemble
     from emoscope.predict import Predictor
     from emoscope.thresholds import choose_thresholds
     from emoscope.training.run import load_run_data
@@ -547,7 +547,7 @@ def test_a_meta_learner_ensemble_trains_saves_loads_predicts_and_explains(tiny_e
     single = fit_meta(config, selection, device=device, log=quiet)
     logs: list[str] = []
     fit = fit_meta(ensemble_cfg, selection, device=device, log=logs.append)
-    assert isinstance(fit.meta, MetaEnsemble) and len(members(fit.meta)) == 3
+    assert isinstance(fit.meta, MetaEnsemble) and len(fit.meta.members) == 3 and len(fit.members) == 3
     assert any("ensemble of 3" in line for line in logs)
     for name, tensor in single.meta.state_dict().items():  # member 0 is the single meta-learner
         torch.testing.assert_close(fit.meta.members[0].state_dict()[name], tensor)

@@ -131,11 +131,6 @@ class MetaEnsemble(nn.Module):
         return (logits, torch.cat([o[1] for o in outs], dim=-1)) if return_features else logits
 
 
-def members(meta: MetaLearner | MetaEnsemble) -> list[MetaLearner]:
-    """The single meta-learners inside ``meta`` (itself when it is one)."""
-    return list(meta.members) if isinstance(meta, MetaEnsemble) else [meta]
-
-
 def gradient_ready(meta: MetaLearner | MetaEnsemble) -> MetaLearner | MetaEnsemble:
     """A copy of an inference meta-learner that computes the same function and can be
     differentiated through on a GPU. cuDNN's LSTM backward refuses a module in eval mode

@@ -70,6 +70,7 @@ class MetaFit:
     val_probs: np.ndarray
     thresholds: np.ndarray
     seconds: float
+    members: list[MetaFit] = dataclasses.field(default_factory=list)  # an ensemble's members, each as trained alone
 
 
 def _base_batch(base: np.ndarray | None, idx: Sequence[int], device: torch.device) -> torch.Tensor | None:
@@ -140,7 +141,7 @@ def fit_meta(config: RunConfig, selection: MetaSelection, *, device: torch.devic
     seconds = time.perf_counter() - started
     log(f"[stage 3] meta-learner ensemble of {k} (best epochs {', '.join(str(f.best_epoch) for f in fits)}): "
         f"validation macro-F1 {f1:.4f}, {seconds:.1f}s")
-    return MetaFit(ensemble.cpu(), fits[0].history, fits[0].best_epoch, probs, thresholds, seconds)
+    return MetaFit(ensemble.cpu(), fits[0].history, fits[0].best_epoch, probs, thresholds, seconds, fits)
 
 
 def _fit_member(config: RunConfig, selection: MetaSelection, *, device: torch.device, log: Logger,
