@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import json
 import sys
-import time
 import tomllib
 from pathlib import Path
 

@@ -20,6 +20,32 @@ from emoscope.thresholds import choose_thresholds
 from emoscope.training.stack.stage2 import prepare_stack
 
 
+def per_label_logits(X: np.ndarray, y: np.ndarray, mask: np.ndarray | None, scored: list[np.ndarray],
+                     C: float) -> list[np.ndarray]:
+    """One balanced logistic regression per label (on the texts annotated for it); logits of ``scored``."""
+    out = []
+    for j in range(y.shape[1]):
+        rows = np.arange(len(X)) if mask is None else np.flatnonzero(mask[:, j])
+        lr = LogisticRegression(C=C, max_iter=2000, class_weight="balanced").fit(X[rows], y[rows, j])
+        out.append([lr.decision_function(Z) for Z in scored])
+    return [np.stack([o[i] for o in out], 1) for i in range(len(scored))]
+
+
+def standardized(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """``train`` and ``others`` scaled by ``train``'s per-feature mean and std."""
+    mu, sd = train.mean(0), train.std(0) + 1e-6
+    return [(x - mu) / sd for x in (train, *others)]
+
+
+def val_dev_f1(config, data, logits_val: np.ndarray, logits_dev: np.ndarray) -> tuple[float, float]:
+    """Macro-F1 on validation and on the eval split, at thresholds tuned on validation."""
+    val, dev = data.validation, data.eval
+    pv, pd = 1 / (1 + np.exp(-logits_val)), 1 / (1 + np.exp(-logits_dev))
+    th = choose_thresholds(config.thresholds, val.labels, pv, val.label_mask)
+    return (compute_metrics(val.labels, pv, th, label_mask=val.label_mask)["macro_f1"],
+            compute_metrics(dev.labels, pd, th, label_mask=dev.label_mask)["macro_f1"])
+
+
 def main() -> None:
     cfg = load_config(sys.argv[1])
     work = Path(sys.argv[2])
@@ -27,31 +53,16 @@ def main() -> None:
     st = prepare_stack(cfg, data, device=torch.device("cpu"), work=work, progress=False, log=lambda m: None)
     def pooled(rr):
         return np.stack([r.mean(0) for r in rr.rows(range(len(rr)))])
-    ytr, mtr = data.train.labels, data.train.label_mask
-    yv, yd = data.validation.labels, data.eval.labels
-    def fit_pred(X, y, m, Xs, C):
-        out = []
-        for j in range(y.shape[1]):
-            rows = np.arange(len(X)) if m is None else np.flatnonzero(m[:, j])
-            lr = LogisticRegression(C=C, max_iter=2000, class_weight="balanced").fit(X[rows], y[rows, j])
-            out.append([lr.decision_function(Z) for Z in Xs])
-        return [np.stack([o[i] for o in out], 1) for i in range(len(Xs))]
-    def score(pv, pd):
-        sig = lambda z: 1/(1+np.exp(-z))
-        th = choose_thresholds(cfg.thresholds, yv, sig(pv), data.validation.label_mask)
-        return (compute_metrics(yv, sig(pv), th, label_mask=data.validation.label_mask)["macro_f1"],
-                compute_metrics(yd, sig(pd), th, label_mask=data.eval.label_mask)["macro_f1"])
     feats = {n: [pooled(st.select([n], s)) for s in ("train", "validation", "eval")] for n in st.encoders}
     feats["concat"] = [np.concatenate([feats[n][i] for n in st.encoders], 1) for i in range(3)]
     for name, (Xtr, Xv, Xd) in feats.items():
-        mu, sd = Xtr.mean(0), Xtr.std(0) + 1e-6
-        Xtr, Xv, Xd = (Xtr-mu)/sd, (Xv-mu)/sd, (Xd-mu)/sd
+        Xtr, Xv, Xd = standardized(Xtr, Xv, Xd)
         for C in (0.01, 0.1, 1.0):
-            pv, pd = fit_pred(Xtr, ytr, mtr, [Xv, Xd], C)
-            v, d = score(pv, pd)
+            pv, pd = per_label_logits(Xtr, data.train.labels, data.train.label_mask, [Xv, Xd], C)
+            v, d = val_dev_f1(cfg, data, pv, pd)
             print(f"{name:14s} C={C:<5} val {v:.3f} dev {d:.3f}", flush=True)
     for b, tb in st.text_bases.items():
-        v, d = score(tb.logits["validation"].flat, tb.logits["eval"].flat)
+        v, d = val_dev_f1(cfg, data, tb.logits["validation"].flat, tb.logits["eval"].flat)
         print(f"{b} base: val {v:.3f} dev {d:.3f}")
 
 
