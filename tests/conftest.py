@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -56,19 +57,45 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
     }
 
 
+def wordpiece_vocab(words: Counter, specials: list[str], size: int) -> dict[str, int]:
+    """A WordPiece vocabulary learnt as ``tokenizers``' WordPieceTrainer learns it (merge the most
+    frequent adjacent pair, ``##`` marking pieces inside a word) but with ties broken by the pair's
+    text. The Rust trainer breaks ties in hash-map order, which changes from one process to the next:
+    the tiny BERT then had a different tokenizer, so different training, in every test run."""
+    split = {w: [c if i == 0 else f"##{c}" for i, c in enumerate(w)] for w in sorted(words)}
+    vocab = specials + sorted({piece for pieces in split.values() for piece in pieces})
+    while len(vocab) < size:
+        pairs = Counter()
+        for w, pieces in split.items():
+            for pair in zip(pieces, pieces[1:]):
+                pairs[pair] += words[w]
+        if not pairs:
+            break
+        a, b = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        merged = a + b.removeprefix("##")
+        for w, pieces in split.items():
+            i = 0
+            while i < len(pieces) - 1:
+                if (pieces[i], pieces[i + 1]) == (a, b):
+                    pieces[i:i + 2] = [merged]
+                i += 1
+        if merged not in vocab:
+            vocab.append(merged)
+    return {piece: i for i, piece in enumerate(vocab)}
+
+
 def build_tiny_encoder(folder: Path, texts: list[str], hidden_size: int = 32, seed: int = 0,
                        vocab_size: int = 400) -> Path:
     """Train a WordPiece tokenizer on ``texts`` and save it with a random tiny BertModel."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = Counter(w for text in texts for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    tok = Tokenizer(models.WordPiece(vocab=wordpiece_vocab(words, specials, vocab_size), unk_token="[UNK]"))
+    tok.normalizer, tok.pre_tokenizer, tok.decoder = normalizer, pre_tokenizer, decoders.WordPiece()
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
