@@ -90,6 +90,7 @@ class EncoderConfig:
     stack (default: the source's last path part). ``seed`` overrides ``training.seed`` for this
     encoder's fine-tuning: two copies of one model with different seeds make a seed ensemble
     inside a stack (the diversity the Arabic stacks get when only one Arabic encoder exists).
+    ``train_layers = N`` fine-tunes only the top N layers (0: all; :mod:`emoscope.training.top_layers`).
     """
 
     source: str
@@ -100,6 +101,7 @@ class EncoderConfig:
     fine_tune: bool = True
     name: str = ""
     seed: int | None = None  # fine-tuning seed of this encoder (default: training.seed)
+    train_layers: int = 0  # fine-tune only the top N layers (0: all)
 
     @property
     def label(self) -> str:
@@ -119,6 +121,10 @@ class EncoderConfig:
             raise ConfigError(f"encoder.dropout must be in [0, 1), got {self.dropout}")
         if self.seed is not None:
             check_seed(self.seed, "encoder.seed")
+        if isinstance(self.train_layers, bool) or not isinstance(self.train_layers, int) or self.train_layers < 0:
+            raise ConfigError(f"encoder.train_layers must be a whole number ≥ 0 (0 trains every layer), got {self.train_layers!r}")
+        if self.train_layers and not self.fine_tune:
+            raise ConfigError(f"encoder '{self.label}': train_layers = {self.train_layers} needs fine_tune = true")
 
 
 @dataclass(frozen=True)

@@ -276,6 +276,21 @@ def _predicts_as_validated(path: Path) -> None:
     np.testing.assert_array_equal(Predictor(path).predict_proba(validation.texts), first)  # reloaded: identical
 
 
+def test_fine_tunes_its_top_layer_alone_from_the_stored_lower_layer(installed, tiny_data, tmp_path):
+    """``train_layers = 1``: Gemma's sliding-window layer 0 is read once per text, its full-attention
+    layer 1 and final norm train; the bundle predicts what validation scored."""
+    config = tiny_config(NAME, tiny_data, epochs=2, patience=2)
+    config = config.replace(encoders=(dataclasses.replace(config.encoders[0], train_layers=1),))
+    logs: list[str] = []
+    path = train(config, tmp_path / "gemma-top", progress=False, log=logs.append)
+    assert any("only the top 1 layer(s) train" in line for line in logs)
+    before, after = load_encoder(NAME)[1].state_dict(), Predictor(path).model.encoder.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("layers.1.") or k == "norm.weight" for k in changed)
+    assert "norm.weight" in changed and not any(k.startswith(("layers.0.", "embed_tokens.")) for k in changed)
+    _predicts_as_validated(path)
+
+
 def test_fine_tunes_alone_with_its_token_embedding_frozen(installed, tiny_data, tmp_path):
     config = tiny_config(NAME, tiny_data, epochs=3, patience=3)
     config = config.replace(encoders=(dataclasses.replace(config.encoders[0], freeze_embeddings=True),))

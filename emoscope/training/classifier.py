@@ -10,6 +10,7 @@ single-encoder recipe end to end and writes its bundle.
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import time
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from emoscope.thresholds import choose_thresholds
 from emoscope.training.loop import (EarlyStopping, cosine_schedule, encoder_optimizer, epoch_batches,
                                     rare_label_sample_weights, seed_everything, train_epoch)
 from emoscope.training.run import Logger, load_run_data, refuse_existing, run_cost, run_plan
+from emoscope.training.stack.embeddings import embeddings_cache
+from emoscope.training.top_layers import LowerLayerStates, freeze_below_top
 from emoscope.words import Encoded, WordEncoder
 
 
@@ -58,6 +61,9 @@ def build_classifier(config: RunConfig, enc_cfg: EncoderConfig, labels: list[str
     if not enc_cfg.fine_tune:
         model.encoder.requires_grad_(False)
         log("[model] encoder frozen: only the head trains")
+    elif enc_cfg.train_layers:
+        frozen = freeze_below_top(model.encoder, enc_cfg.train_layers)
+        log(f"[model] only the top {enc_cfg.train_layers} layer(s) train ({frozen / 1e6:.1f}M parameters frozen)")
     elif enc_cfg.freeze_embeddings:
         frozen = model.freeze_word_embeddings()
         log(f"[model] word embeddings frozen ({frozen / 1e6:.1f}M parameters)")
@@ -82,8 +88,9 @@ class ClassifierBatchLoss:
     epoch, for the per-class loss in the training log."""
 
     def __init__(self, model: EncoderClassifier, train_ids: list[Encoded], train_ds: Dataset,
-                 loss_fn: MultiLabelLoss, world: World = SINGLE):
-        self.model, self.train_ids, self.loss_fn = model, train_ids, loss_fn
+                 loss_fn: MultiLabelLoss, world: World = SINGLE, lower: LowerLayerStates | None = None):
+        """``lower``: the training texts' stored frozen-layer states (``encoder.train_layers``)."""
+        self.model, self.train_ids, self.loss_fn, self.lower = model, train_ids, loss_fn, lower
         # Several processes: each reads its slice of every batch through DDP (which averages the
         # gradients); one process: ``forward`` is the model itself.
         self.world, self.forward = world, world.wrap_for_training(model, model.runtime.device)
@@ -107,7 +114,8 @@ class ClassifierBatchLoss:
         batch = model.to_device([model.word_encoder.pad([self.train_ids[i] for i in idx])])
         targets = self.targets[idx].to(device)
         mask = None if self.mask is None else self.mask[idx].to(device)
-        with autocast_context(device):
+        reading = self.lower.reading(idx) if self.lower is not None else contextlib.nullcontext()
+        with reading, autocast_context(device):
             logits, features = self.forward(batch, return_features=True)
         loss = self.loss_fn(logits.float(), targets, mask=mask, features=features.float())
         self.class_loss_sum += per_class_bce(logits.detach().float(), targets, mask).cpu() * len(idx)
@@ -141,8 +149,12 @@ def epoch_row(epoch: int, train_loss: float, class_loss: torch.Tensor, val_ds: D
     return row
 
 
-def validation_probs(model: EncoderClassifier, val_ids: list[Encoded], world: World) -> np.ndarray:
-    """The validation probabilities, every text: each process scores its share, all get them all."""
+def validation_probs(model: EncoderClassifier, val_ids: list[Encoded], world: World,
+                     lower: LowerLayerStates | None = None) -> np.ndarray:
+    """The validation probabilities, every text: each process scores its share, all get them all
+    (through the stored frozen-layer states ``lower`` when given: the same probabilities, sooner)."""
+    if lower is not None:
+        return lower.probs(model.runtime.batch_size)
     if not world.distributed:
         return model.probs_of_encoded(val_ids)
     mine = world.mine(len(val_ids))
@@ -166,12 +178,20 @@ def fit_classifier(config: RunConfig, enc_cfg: EncoderConfig, train_ds: Dataset,
     seed_everything(seed)
     model = build_classifier(config, enc_cfg, list(train_ds.label_names), device, log)
     train_ids, val_ids = tokenise(model.word_encoder, train_ds, val_ds, enc_cfg.max_length, log)
+    lower_train = lower_val = None
+    if enc_cfg.train_layers:
+        t0, fingerprint = time.perf_counter(), LowerLayerStates.fingerprint(model)
+        cache = embeddings_cache(config)
+        lower_train, lower_val = (LowerLayerStates(model, enc_cfg.train_layers, ids, cache, fingerprint)
+                                  for ids in (train_ids, val_ids))
+        log(f"[model] frozen layers' output of {len(train_ids) + len(val_ids)} texts: "
+            f"{lower_train.cached + lower_val.cached} from the cache, {time.perf_counter() - t0:.0f}s")
     loss_fn = loss_from_config(loss or config.loss, train_ds.labels, train_ds.label_mask).to(device)
     optimizer = encoder_optimizer(model, t)
     scheduler = cosine_schedule(optimizer, len(train_ds), t.batch_size, t.epochs, t.warmup_ratio)
     rng = np.random.default_rng(seed)
     sample_weights = rare_label_sample_weights(train_ds.labels, train_ds.label_mask) if t.weighted_sampling else None
-    batch_loss = ClassifierBatchLoss(model, train_ids, train_ds, loss_fn, world)
+    batch_loss = ClassifierBatchLoss(model, train_ids, train_ds, loss_fn, world, lower_train)
     lengths = [len(ids) for ids, _ in train_ids]
     stopping = EarlyStopping(t.patience, frozen={n for n, p in model.named_parameters() if not p.requires_grad})
     history: list[dict[str, Any]] = []
@@ -181,7 +201,7 @@ def fit_classifier(config: RunConfig, enc_cfg: EncoderConfig, train_ds: Dataset,
         batch_loss.start_epoch()
         train_loss = train_epoch(model, batches, batch_loss, optimizer, scheduler, grad_clip=t.grad_clip,
                                  desc=f"epoch {epoch}/{t.epochs}", progress=progress)
-        val_probs = validation_probs(model, val_ids, world)
+        val_probs = validation_probs(model, val_ids, world, lower_val)
         thresholds = choose_thresholds(config.thresholds, val_ds.labels, val_probs, val_ds.label_mask)
         history.append(epoch_row(epoch, train_loss, batch_loss.class_loss(), val_ds, val_probs, thresholds,
                                  time.perf_counter() - epoch_start, scheduler.get_last_lr()[0], log,
@@ -190,7 +210,7 @@ def fit_classifier(config: RunConfig, enc_cfg: EncoderConfig, train_ds: Dataset,
             log(f"[early stop] no macro-F1 gain for {t.patience} epochs; best epoch {stopping.best_epoch}")
             break
     stopping.restore(model)
-    val_probs = validation_probs(model, val_ids, world)
+    val_probs = validation_probs(model, val_ids, world, lower_val)
     thresholds = choose_thresholds(config.thresholds, val_ds.labels, val_probs, val_ds.label_mask)
     return FitResult(model=model, history=history, best_epoch=stopping.best_epoch, val_probs=val_probs,
                      thresholds=thresholds)

@@ -211,7 +211,7 @@ class EmbeddingCache:
 
 def embeddings_cache(config: RunConfig) -> EmbeddingCache:
     """The recipe's cache: ``stack.cache_dir``, else ``<cache>/embeddings``."""
-    return EmbeddingCache(config.stack.cache_dir or (cache_dir() / "embeddings"))
+    return EmbeddingCache((config.stack.cache_dir if config.stack is not None else None) or (cache_dir() / "embeddings"))
 
 
 def encoder_key(fingerprint: str, enc_cfg: EncoderConfig, normalizer: NormalizerConfig, stack: StackConfig,

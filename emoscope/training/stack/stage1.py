@@ -154,7 +154,8 @@ def work_folder(config: RunConfig) -> Path:
 def stage1_dir(work: Path, config: RunConfig, enc_cfg: EncoderConfig, train_ds: Dataset) -> Path:
     """One folder per (encoder settings, stage-1 settings, training data): a model stays reusable
     when other encoders are added to or dropped from the recipe."""
-    encoder = {k: v for k, v in dataclasses.asdict(enc_cfg).items() if k != "name" and not (k == "seed" and v is None)}
+    encoder = {k: v for k, v in dataclasses.asdict(enc_cfg).items()
+               if k != "name" and not (k == "seed" and v is None) and not (k == "train_layers" and v == 0)}
     data = config.data.to_dict()
     if not config.stack.finetune_on_extra:  # stage 1 never reads the extra data: the same models as without it
         data.pop("extra_train", None)
