@@ -1,0 +1,95 @@
+"""What ``encoder.train_layers`` saves: one training step of an encoder classifier fine-tuned whole
+(word embeddings frozen, as the recipes fine-tune me5) against the same step with only the top N
+layers trained from the stored frozen-layer states, on the same batches, alternating, in one run;
+plus the one-off cost of storing those states.
+
+    EMOSCOPE_DATA_ROOT=../shared/datasets OMP_NUM_THREADS=1 .venv/bin/python benchmarks/top_layers_speed.py \
+        --source embeddinggemma-300m --data brighter:arq:train --layers 2 [--output F.json]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emoscope.config import DataConfig, EncoderConfig, LossConfig, RunConfig, TrainingConfig
+from emoscope.data import load_dataset
+from emoscope.losses import loss_from_config
+from emoscope.training.classifier import ClassifierBatchLoss, build_classifier
+from emoscope.training.loop import encoder_optimizer
+from emoscope.training.stack.embeddings import EmbeddingCache
+from emoscope.training.top_layers import LowerLayerStates
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import machine  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--source", default="embeddinggemma-300m")
+    ap.add_argument("--data", default="brighter:arq:train")
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--texts", type=int, default=48)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--output", type=Path)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    ds = load_dataset(args.data)
+    rows = np.arange(min(args.texts, len(ds)))
+    config = RunConfig(name="bench", data=DataConfig(train=args.data), training=TrainingConfig(lr=5e-5),
+                       encoders=(EncoderConfig(source=args.source, freeze_embeddings=True),))
+    whole = config.encoder
+    top = dataclasses.replace(whole, freeze_embeddings=False, train_layers=args.layers)
+    device, log = torch.device("cpu"), (lambda _: None)
+    models = {"whole": build_classifier(config, whole, ds.label_names, device, log),
+              "top": build_classifier(config, top, ds.label_names, device, log)}
+    encoded = models["top"].word_encoder.encode_texts([ds.texts[i] for i in rows])
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        lower = LowerLayerStates(models["top"], args.layers, encoded, EmbeddingCache(tmp),
+                                 LowerLayerStates.fingerprint(models["top"]))
+    store_s = time.perf_counter() - started
+    sub = ds.subset(rows)
+    loss_fn = loss_from_config(LossConfig(name="bce"), sub.labels, None)
+    steps = {name: (ClassifierBatchLoss(m, encoded, sub, loss_fn, lower=lower if name == "top" else None),
+                    encoder_optimizer(m, config.training)) for name, m in models.items()}
+    batches = [np.arange(i, min(i + args.batch, len(rows))) for i in range(0, len(rows), args.batch)]
+
+    def step(name: str) -> float:
+        batch_loss, optimizer = steps[name]
+        models[name].train()
+        t0 = time.perf_counter()
+        for idx in batches:
+            loss = batch_loss(idx)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return time.perf_counter() - t0
+
+    step("whole"), step("top")  # warm-up
+    times = {"whole": [], "top": []}
+    for _ in range(args.repeats):
+        for name in times:
+            times[name].append(step(name))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    result = {"machine": machine(), "source": args.source, "layers_trained": args.layers, "texts": len(rows),
+              "batch": args.batch, "threads": torch.get_num_threads(),
+              "epoch_of_texts_s": {"whole (embeddings frozen)": med["whole"], f"top {args.layers} layers": med["top"]},
+              "speedup": med["whole"] / med["top"], "store_states_s": store_s,
+              "store_states_per_text_s": store_s / len(rows)}
+    print(json.dumps(result, indent=2))
+    if args.output:
+        args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
