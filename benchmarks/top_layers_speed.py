@@ -1,7 +1,8 @@
-"""What ``encoder.train_layers`` saves: one training step of an encoder classifier fine-tuned whole
-(word embeddings frozen, as the recipes fine-tune me5) against the same step with only the top N
-layers trained from the stored frozen-layer states, on the same batches, alternating, in one run;
-plus the one-off cost of storing those states.
+"""What ``encoder.train_layers`` saves: one training pass of an encoder classifier fine-tuned whole
+(word embeddings frozen, as the recipes fine-tune me5) against the same pass with only the top N
+layers trained from the stored frozen-layer states, and a stage-2 read of the same texts (word
+vectors) by a full forward against one from the stored states; same batches, alternating, one
+run; plus the one-off cost of storing the states.
 
     EMOSCOPE_DATA_ROOT=../shared/datasets OMP_NUM_THREADS=1 .venv/bin/python benchmarks/top_layers_speed.py \
         --source embeddinggemma-300m --data brighter:arq:train --layers 2 [--output F.json]
@@ -25,7 +26,7 @@ from emoscope.data import load_dataset
 from emoscope.losses import loss_from_config
 from emoscope.training.classifier import ClassifierBatchLoss, build_classifier
 from emoscope.training.loop import encoder_optimizer
-from emoscope.training.stack.embeddings import EmbeddingCache
+from emoscope.training.stack.embeddings import EmbeddingCache, embed_words
 from emoscope.training.top_layers import LowerLayerStates
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -52,11 +53,13 @@ def main() -> None:
     device, log = torch.device("cpu"), (lambda _: None)
     models = {"whole": build_classifier(config, whole, ds.label_names, device, log),
               "top": build_classifier(config, top, ds.label_names, device, log)}
-    encoded = models["top"].word_encoder.encode_texts([ds.texts[i] for i in rows])
+    top_model = models["top"]
+    words = [ds.texts[i].split() for i in rows]  # one tokenisation for the training passes and the reads
+    encoded = top_model.word_encoder.encode(words)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        lower = LowerLayerStates(models["top"], args.layers, encoded, EmbeddingCache(tmp),
-                                 LowerLayerStates.fingerprint(models["top"]))
+        lower = LowerLayerStates(top_model.encoder, top_model.word_encoder, device, args.layers, encoded,
+                                 EmbeddingCache(tmp))
     store_s = time.perf_counter() - started
     sub = ds.subset(rows)
     loss_fn = loss_from_config(LossConfig(name="bce"), sub.labels, None)
@@ -75,16 +78,28 @@ def main() -> None:
             optimizer.step()
         return time.perf_counter() - t0
 
-    step("whole"), step("top")  # warm-up
-    times = {"whole": [], "top": []}
+    def read(name: str) -> float:
+        reading = (lambda _encoded: (lambda idx: lower.reading(list(idx)))) if name == "read-top" else None
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            embed_words(top_model.encoder, top_model.word_encoder, words, args.batch, device, reading=reading)
+        return time.perf_counter() - t0
+
+    runs = {"whole": lambda: step("whole"), "top": lambda: step("top"),
+            "read-whole": lambda: read("read-whole"), "read-top": lambda: read("read-top")}
+    for run in runs.values():  # warm-up
+        run()
+    times = {name: [] for name in runs}
     for _ in range(args.repeats):
-        for name in times:
-            times[name].append(step(name))
+        for name, run in runs.items():
+            times[name].append(run())
     med = {k: statistics.median(v) for k, v in times.items()}
     result = {"machine": machine(), "source": args.source, "layers_trained": args.layers, "texts": len(rows),
               "batch": args.batch, "threads": torch.get_num_threads(),
               "epoch_of_texts_s": {"whole (embeddings frozen)": med["whole"], f"top {args.layers} layers": med["top"]},
-              "speedup": med["whole"] / med["top"], "store_states_s": store_s,
+              "speedup": med["whole"] / med["top"],
+              "stage2_read_s": {"full forward": med["read-whole"], "from the stored states": med["read-top"]},
+              "stage2_speedup": med["read-whole"] / med["read-top"], "store_states_s": store_s,
               "store_states_per_text_s": store_s / len(rows)}
     print(json.dumps(result, indent=2))
     if args.output:

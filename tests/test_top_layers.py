@@ -16,7 +16,7 @@ from emoscope.models import Runtime
 from emoscope.predict import Predictor
 from emoscope.training import train, train_stack
 from emoscope.training.classifier import build_classifier
-from emoscope.training.stack.embeddings import EmbeddingCache
+from emoscope.training.stack.embeddings import EmbeddingCache, embed_words
 from emoscope.training.top_layers import LowerLayerStates, freeze_below_top, layer_stack
 
 TEXTS = ["we felt so furious today", "happy", "the day was sad and we went home crying", "خائف اليوم في البيت"]
@@ -52,7 +52,7 @@ def test_the_stored_states_give_the_full_forward_and_skip_the_frozen_layers(tiny
     model = _classifier(tiny_encoder, tiny_data, 1).eval()
     encoded = model.word_encoder.encode_texts(TEXTS)
     cache = EmbeddingCache(tmp_path / "cache")
-    states = LowerLayerStates(model, 1, encoded, cache, LowerLayerStates.fingerprint(model))
+    states = LowerLayerStates(model.encoder, model.word_encoder, torch.device("cpu"), 1, encoded, cache)
     assert states.cached == 0
     calls = []
     _, layers = layer_stack(model.encoder)
@@ -65,12 +65,12 @@ def test_the_stored_states_give_the_full_forward_and_skip_the_frozen_layers(tiny
             through = model.logits(batch)
     assert n_full > 0 and len(calls) == n_full  # the frozen layer did not run again
     torch.testing.assert_close(through, full, atol=1e-5, rtol=1e-5)
-    np.testing.assert_allclose(states.probs(2), torch.sigmoid(full).numpy(), atol=1e-5)
+    np.testing.assert_allclose(states.probs(model, 2), torch.sigmoid(full).numpy(), atol=1e-5)
     for h in handles:
         h.remove()
     with torch.inference_mode():  # and the layer is whole again afterwards
         torch.testing.assert_close(model.logits(batch), full)
-    again = LowerLayerStates(model, 1, encoded, cache, LowerLayerStates.fingerprint(model))
+    again = LowerLayerStates(model.encoder, model.word_encoder, torch.device("cpu"), 1, encoded, cache)
     assert again.cached == len(TEXTS)
 
 
@@ -114,3 +114,26 @@ def test_a_stack_fine_tunes_top_layers_in_every_fold(tiny_encoder, tiny_data, tm
 def test_bad_train_layers_are_refused(options, message):
     with pytest.raises(ConfigError, match=message):
         EncoderConfig(source="minilm-l6", **options)
+
+
+def test_stage_two_reads_a_top_layer_model_from_the_stored_states(tiny_encoder, tiny_data, tmp_path):
+    model = _classifier(tiny_encoder, tiny_data, 1).eval()
+    words = [text.split() for text in TEXTS]
+    device, cache = torch.device("cpu"), EmbeddingCache(tmp_path / "cache")
+    full, full_logits = embed_words(model.encoder, model.word_encoder, words, 2, device, head=(model.head, "mean"))
+    calls = []
+    _, layers = layer_stack(model.encoder)
+    handle = layers[0].attention.register_forward_hook(lambda *_: calls.append(1))
+
+    def reading(encoded):
+        states = LowerLayerStates(model.encoder, model.word_encoder, device, 1, encoded, cache)
+        calls.clear()  # storing the states runs the frozen layer once; reading must not
+        return lambda idx: states.reading(list(idx))
+
+    stored, stored_logits = embed_words(model.encoder, model.word_encoder, words, 2, device,
+                                        head=(model.head, "mean"), reading=reading)
+    handle.remove()
+    assert calls == []
+    np.testing.assert_allclose(stored.flat, full.flat, atol=1e-5)
+    np.testing.assert_array_equal(stored.offsets, full.offsets)
+    np.testing.assert_allclose(stored_logits.flat, full_logits.flat, atol=1e-5)

@@ -154,7 +154,7 @@ def validation_probs(model: EncoderClassifier, val_ids: list[Encoded], world: Wo
     """The validation probabilities, every text: each process scores its share, all get them all
     (through the stored frozen-layer states ``lower`` when given: the same probabilities, sooner)."""
     if lower is not None:
-        return lower.probs(model.runtime.batch_size)
+        return lower.probs(model, model.runtime.batch_size)
     if not world.distributed:
         return model.probs_of_encoded(val_ids)
     mine = world.mine(len(val_ids))
@@ -180,10 +180,9 @@ def fit_classifier(config: RunConfig, enc_cfg: EncoderConfig, train_ds: Dataset,
     train_ids, val_ids = tokenise(model.word_encoder, train_ds, val_ds, enc_cfg.max_length, log)
     lower_train = lower_val = None
     if enc_cfg.train_layers:
-        t0, fingerprint = time.perf_counter(), LowerLayerStates.fingerprint(model)
-        cache = embeddings_cache(config)
-        lower_train, lower_val = (LowerLayerStates(model, enc_cfg.train_layers, ids, cache, fingerprint)
-                                  for ids in (train_ids, val_ids))
+        t0, cache = time.perf_counter(), embeddings_cache(config)
+        lower_train, lower_val = (LowerLayerStates(model.encoder, model.word_encoder, device, enc_cfg.train_layers,
+                                                   ids, cache) for ids in (train_ids, val_ids))
         log(f"[model] frozen layers' output of {len(train_ids) + len(val_ids)} texts: "
             f"{lower_train.cached + lower_val.cached} from the cache, {time.perf_counter() - t0:.0f}s")
     loss_fn = loss_from_config(loss or config.loss, train_ds.labels, train_ds.label_mask).to(device)

@@ -27,10 +27,10 @@ from torch import nn
 
 from emoscope.errors import ConfigError
 from emoscope.models import EncoderClassifier, autocast_context
-from emoscope.models.fingerprint import weights_fingerprint
+from emoscope.models.fingerprint import tensors_fingerprint
 from emoscope.models.runtime import batched_probs, length_batches
 from emoscope.training.stack.embeddings import EmbeddingCache, RaggedRows
-from emoscope.words import Encoded
+from emoscope.words import Encoded, WordEncoder
 
 
 def layer_stack(encoder: nn.Module) -> tuple[str, nn.ModuleList]:
@@ -44,22 +44,38 @@ def layer_stack(encoder: nn.Module) -> tuple[str, nn.ModuleList]:
                       f"{type(encoder).__name__} (no list of {n} layers); leave train_layers at 0")
 
 
-def freeze_below_top(encoder: nn.Module, n_top: int) -> int:
-    """Freeze everything but the top ``n_top`` layers and the modules after the layer stack (in
-    registration order: Gemma's final norm); returns how many parameters that freezes."""
+def _trains(encoder: nn.Module, n_top: int) -> dict[str, bool]:
+    """Per parameter name, whether it trains with ``train_layers = n_top``: the top ``n_top`` layers
+    and the modules after the layer stack (in registration order: Gemma's final norm)."""
     name, layers = layer_stack(encoder)
     if not 1 <= n_top <= len(layers):
         raise ConfigError(f"encoder.train_layers = {n_top}, but this encoder has {len(layers)} layers "
                           f"(give 1 to {len(layers)}, or 0 to train them all)")
     top = tuple(f"{name}.{i}." for i in range(len(layers) - n_top, len(layers)))
-    after_stack, frozen = False, 0
-    for pname, param in encoder.named_parameters():
+    after_stack, trains = False, {}
+    for pname, _ in encoder.named_parameters():
         in_stack = pname.startswith(f"{name}.")
         after_stack = after_stack or in_stack
-        trains = pname.startswith(top) or (after_stack and not in_stack)
-        param.requires_grad_(trains)
-        frozen += 0 if trains else param.numel()
+        trains[pname] = pname.startswith(top) or (after_stack and not in_stack)
+    return trains
+
+
+def freeze_below_top(encoder: nn.Module, n_top: int) -> int:
+    """Freeze everything but what trains with ``train_layers = n_top``; returns how many
+    parameters that freezes."""
+    trains = _trains(encoder, n_top)
+    frozen = 0
+    for pname, param in encoder.named_parameters():
+        param.requires_grad_(trains[pname])
+        frozen += 0 if trains[pname] else param.numel()
     return frozen
+
+
+def frozen_fingerprint(encoder: nn.Module, n_top: int) -> str:
+    """The fingerprint of the weights ``train_layers = n_top`` leaves frozen: the same for the
+    pretrained encoder and for every model fine-tuned from it that way."""
+    trains = _trains(encoder, n_top)
+    return tensors_fingerprint((k, v) for k, v in encoder.named_parameters() if not trains[k])
 
 
 class _Captured(Exception):
@@ -76,15 +92,16 @@ def _pass_through(*args, **kwargs) -> torch.Tensor:
 
 class LowerLayerStates:
     """The input of the first trained layer for each of ``encoded``'s texts (``[tokens, hidden]``,
-    fp32, on the CPU), computed once with the frozen layers below it, or read from ``cache``."""
+    fp32, on the CPU), computed once by ``encoder``'s frozen layers or read from ``cache``; keyed by
+    the frozen weights (:func:`frozen_fingerprint`), the layer, the device kind and the token ids."""
 
-    def __init__(self, model: EncoderClassifier, n_top: int, encoded: Sequence[Encoded], cache: EmbeddingCache,
-                 fingerprint: str, batch_size: int = 16):
-        _, self.layers = layer_stack(model.encoder)
+    def __init__(self, encoder: nn.Module, word_encoder: WordEncoder, device: torch.device, n_top: int,
+                 encoded: Sequence[Encoded], cache: EmbeddingCache, batch_size: int = 16):
+        _, self.layers = layer_stack(encoder)
         self.first = len(self.layers) - n_top
-        self.model, self.encoded = model, list(encoded)
-        device = model.runtime.device
-        key = hashlib.sha256(json.dumps({"weights": fingerprint, "layer_input": self.first,
+        self.encoder, self.word_encoder, self.device = encoder, word_encoder, device
+        self.encoded, self.batch_size = list(encoded), batch_size
+        key = hashlib.sha256(json.dumps({"frozen_weights": frozen_fingerprint(encoder, n_top), "layer_input": self.first,
                                          "device": device.type}, sort_keys=True).encode()).hexdigest()[:24]
         text_keys = [hashlib.sha256(np.asarray(ids, dtype=np.int64).tobytes()).hexdigest()[:32]
                      for ids, _ in self.encoded]
@@ -94,47 +111,41 @@ class LowerLayerStates:
             rows, self.cached = cache.get(f"lower-{key}", text_keys, self._compute)
             self.states = [torch.from_numpy(r) for r in rows.rows(range(len(rows)))]
 
-    @staticmethod
-    def fingerprint(model: EncoderClassifier) -> str:
-        """The pretrained weights' fingerprint (call before training changes the top layers)."""
-        return weights_fingerprint(model.encoder)
-
     def _compute(self, positions: list[int]) -> RaggedRows:
-        model, out = self.model, {}
-        was_training = model.training
-        model.eval()
+        encoder, out = self.encoder, {}
+        was_training = encoder.training
+        encoder.eval()
 
         def capture(_module, args, kwargs):
-            hidden = _hidden_of(args, kwargs)
-            out["hidden"] = hidden.float().cpu()
+            out["hidden"] = _hidden_of(args, kwargs).float().cpu()
             raise _Captured
 
         handle = self.layers[self.first].register_forward_pre_hook(capture, with_kwargs=True)
         rows: dict[int, np.ndarray] = {}
         try:
             lengths = [len(self.encoded[p][0]) for p in positions]
-            for batch_idx in length_batches(lengths, 16):
+            for batch_idx in length_batches(lengths, self.batch_size):
                 chosen = [positions[i] for i in batch_idx]
-                batch = model.to_device([model.word_encoder.pad([self.encoded[p] for p in chosen])])[0]
-                with torch.inference_mode(), autocast_context(model.runtime.device), contextlib.suppress(_Captured):
-                    model.logits(batch)
+                batch = self.word_encoder.pad([self.encoded[p] for p in chosen])
+                with torch.inference_mode(), autocast_context(self.device), contextlib.suppress(_Captured):
+                    encoder(input_ids=batch["input_ids"].to(self.device),
+                            attention_mask=batch["attention_mask"].to(self.device))
                 for row, p in enumerate(chosen):
                     rows[p] = out["hidden"][row, :len(self.encoded[p][0])].numpy()
         finally:
             handle.remove()
-            model.train(was_training)
+            encoder.train(was_training)
         return RaggedRows.of_rows([rows[p] for p in positions])
 
     @contextlib.contextmanager
     def reading(self, idx: Sequence[int]) -> Iterator[None]:
-        """Within it, the model's forward pass on the padded batch of texts ``idx`` (in that order)
+        """Within it, the encoder's forward pass on the padded batch of texts ``idx`` (in that order)
         skips the frozen layers and starts the trained ones from the stored states."""
-        device = self.model.runtime.device
         width = max(len(self.states[i]) for i in idx)
         hidden = torch.zeros((len(idx), width, self.states[idx[0]].shape[1]), dtype=torch.float32)
         for row, i in enumerate(idx):
             hidden[row, :len(self.states[i])] = self.states[i]
-        hidden = hidden.to(device)
+        hidden = hidden.to(self.device)
 
         def substitute(_module, args, kwargs):
             given = _hidden_of(args, kwargs)
@@ -156,15 +167,14 @@ class LowerLayerStates:
                 del layer.forward
 
     @torch.inference_mode()
-    def probs(self, batch_size: int) -> np.ndarray:
-        """The model's probabilities of every text, through the stored states (eval mode)."""
-        model = self.model
+    def probs(self, model: EncoderClassifier, batch_size: int) -> np.ndarray:
+        """The classifier's probabilities of every text, through the stored states (eval mode)."""
         was_training = model.training
         model.eval()
 
         def logits_of(idx: np.ndarray) -> torch.Tensor:
-            batch = model.to_device([model.word_encoder.pad([self.encoded[i] for i in idx])])[0]
-            with self.reading(list(idx)), autocast_context(model.runtime.device):
+            batch = model.to_device([self.word_encoder.pad([self.encoded[i] for i in idx])])[0]
+            with self.reading(list(idx)), autocast_context(self.device):
                 return model.logits(batch)
 
         try:

@@ -10,6 +10,7 @@ pretrained source's weight files, so a rerun knows its cache key without loading
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -32,7 +33,7 @@ from emoscope.encoders import cache_dir, resolve_source, text_prefix
 from emoscope.models import autocast_context, pool_tokens
 from emoscope.models.runtime import length_batches
 from emoscope.text import NormalizerConfig
-from emoscope.words import WordEncoder, pool_words
+from emoscope.words import Encoded, WordEncoder, pool_words
 
 
 @dataclass
@@ -107,15 +108,20 @@ def one_row_per_text(rows: np.ndarray) -> RaggedRows:
 @torch.inference_mode()
 def embed_words(encoder: nn.Module, word_encoder: WordEncoder, word_lists: Sequence[Sequence[str]],
                 batch_size: int, device: torch.device, pooling: str = "mean",
-                head: tuple[nn.Module, str] | None = None) -> tuple[RaggedRows, RaggedRows | None]:
+                head: tuple[nn.Module, str] | None = None,
+                reading: Callable[[list[Encoded]], Callable[[np.ndarray], Any]] | None = None,
+                ) -> tuple[RaggedRows, RaggedRows | None]:
     """Word vectors of each text from one encoder, in input order, batched by token length.
 
     ``head`` = (classifier head, its token pooling): the second result is that base classifier's
     logits per text from the same forward pass, exactly as
     :class:`~emoscope.models.stacked.StackedModel` computes them at prediction time (else None).
+    ``reading(encoded)`` gives, for an encoder fine-tuned with ``train_layers``, the context each
+    batch runs in (``LowerLayerStates.reading``: its frozen layers' stored output, not a rerun).
     Texts embedded so far are reported as (thinned) ``embed`` progress events."""
     encoder.eval()
     encoded = word_encoder.encode(word_lists)
+    batch_context = reading(encoded) if reading is not None and encoded else None
     rows: list[np.ndarray | None] = [None] * len(encoded)
     logits = None if head is None else np.zeros((len(encoded), head[0].out_features), dtype=np.float32)
     lengths = [len(ids) for ids, _ in encoded]
@@ -125,7 +131,7 @@ def embed_words(encoder: nn.Module, word_encoder: WordEncoder, word_lists: Seque
         batch = word_encoder.pad([encoded[i] for i in idx])
         n_words = max(len(word_lists[i]) for i in idx)
         mask = batch["attention_mask"].to(device)
-        with autocast_context(device):
+        with (batch_context(idx) if batch_context is not None else contextlib.nullcontext()), autocast_context(device):
             hidden = encoder(input_ids=batch["input_ids"].to(device), attention_mask=mask).last_hidden_state
         pooled = pool_words(hidden.float(), batch["word_index"].to(device), n_words, pooling).cpu().numpy()
         for row, i in enumerate(idx):

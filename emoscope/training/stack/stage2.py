@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,8 @@ from emoscope.training.stack.embeddings import (EmbeddingCache, RaggedRows, embe
 from emoscope.training.stack.leakage import check_not_trained_on
 from emoscope.training.stack.stage1 import StackTexts, StageOne, StageOneModel, run_stage1, work_folder
 from emoscope.training.stack.text_bases import TextBase, fit_text_bases
-from emoscope.words import WordEncoder
+from emoscope.training.top_layers import LowerLayerStates
+from emoscope.words import Encoded, WordEncoder
 
 Pieces = dict[str, list[tuple[RaggedRows, np.ndarray]]]
 """split → the rows each model read for it, with the positions of their texts in the split."""
@@ -157,6 +158,9 @@ class ModelReader:
         self.batch_size = config.training.eval_batch_size
         self.with_head = config.meta.base_logits and model.folder is not None
         self._parts: tuple[WordEncoder, nn.Module, nn.Module | None] | None = None
+        # a fine-tuned encoder whose frozen layers' output is stored (train_layers): batches start above them
+        self.reading = self._stored_states if enc_cfg.train_layers and model.folder is not None else None
+        self.cache = embeddings_cache(config)
         self._key: str | None = None
         self._spare_logits: dict[str, np.ndarray] = {}
 
@@ -167,6 +171,12 @@ class ModelReader:
                                                           self.stack.max_words, text_prefix(self.enc_cfg.source))
             self._parts = (we, encoder.to(self.device), None if head is None else head.to(self.device).eval())
         return self._parts
+
+    def _stored_states(self, encoded: list[Encoded]) -> Callable[[np.ndarray], Any]:
+        we, encoder, _ = self.parts()
+        states = LowerLayerStates(encoder, we, self.device, self.enc_cfg.train_layers, encoded, self.cache,
+                                  batch_size=self.batch_size)
+        return lambda idx: states.reading(list(idx))
 
     def key(self) -> str:
         """The cache key of this model's word vectors (loading it only when its fingerprint is unknown)."""
@@ -183,7 +193,8 @@ class ModelReader:
         """Word vectors of the texts at ``positions`` (of ``words``/``keys``), for the cache to keep."""
         we, encoder, head = self.parts()
         emb, logits = embed_words(encoder, we, [words[p] for p in positions], self.batch_size, self.device,
-                                  self.stack.word_pooling, head=(head, self.enc_cfg.pooling) if self.with_head else None)
+                                  self.stack.word_pooling, head=(head, self.enc_cfg.pooling) if self.with_head else None,
+                                  reading=self.reading)
         if logits is not None:
             self._spare_logits.update((keys[p], logits.flat[row]) for row, p in enumerate(positions))
         return emb
@@ -195,7 +206,7 @@ class ModelReader:
             return one_row_per_text(np.stack([self._spare_logits[keys[p]] for p in positions]).astype(np.float32))
         we, encoder, head = self.parts()
         return embed_words(encoder, we, [words[p] for p in positions], self.batch_size, self.device,
-                           head=(head, self.enc_cfg.pooling))[1]
+                           head=(head, self.enc_cfg.pooling), reading=self.reading)[1]
 
 
 def read_with(reader: ModelReader, jobs: Sequence[ReadJob], texts: StackTexts, cache: EmbeddingCache,
