@@ -68,13 +68,18 @@ def open_lime(page, samples: str) -> None:
     page.js(f"{option}.click()")
     slider = "document.querySelector('[data-testid=\"stSlider\"] input[type=range]')"
     page.wait(slider, 60, "the samples slider")
+    value = f"{slider}.getAttribute('aria-valuetext')"
     for _ in range(10):  # one preset up per key press that lands (the first may come before the page is ready)
-        if page.js(f"{slider}.getAttribute('aria-valuetext')") == samples:
+        before = page.js(value)
+        if before == samples:
             break
         page.js(f"{slider}.focus()")
         page.call("Input.dispatchKeyEvent", type="keyDown", key="ArrowRight", code="ArrowRight", windowsVirtualKeyCode=39)
         page.call("Input.dispatchKeyEvent", type="keyUp", key="ArrowRight", code="ArrowRight", windowsVirtualKeyCode=39)
-        time.sleep(1.0)  # the rerun it causes
+        deadline = time.time() + 15  # the rerun it causes: longer on a busy machine than a fixed sleep allowed
+        while time.time() < deadline and page.js(value) == before:
+            time.sleep(0.25)
+        time.sleep(0.5)
     assert page.js(f"{slider}.getAttribute('aria-valuetext')") == samples
     page.js(WATCH)
 
@@ -96,7 +101,7 @@ def test_stop_keeps_the_estimate_marked_partial(page):
     page.click_button("Explain")
     page.wait("window.__estimates.length > 0", 120, "a first estimate")
     page.click_button("Stop")
-    page.wait_text("Stopped: estimate from", 60)
+    page.wait_text("Stopped: estimate from", 120)
     shown = page.js("document.body.innerText")
     done = int(shown.split("Stopped: estimate from ")[1].split(" of ")[0].replace(",", ""))
     assert 0 < done < 2000 and "of 2,000 samples (partial)" in shown
