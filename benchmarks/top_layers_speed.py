@@ -79,10 +79,10 @@ def main() -> None:
         return time.perf_counter() - t0
 
     def read(name: str) -> float:
-        reading = (lambda _encoded: (lambda idx: lower.reading(list(idx)))) if name == "read-top" else None
+        stored = (lambda _encoded: lower) if name == "read-top" else None
         t0 = time.perf_counter()
         with torch.inference_mode():
-            embed_words(top_model.encoder, top_model.word_encoder, words, args.batch, device, reading=reading)
+            embed_words(top_model.encoder, top_model.word_encoder, words, args.batch, device, stored_states=stored)
         return time.perf_counter() - t0
 
     runs = {"whole": lambda: step("whole"), "top": lambda: step("top"),

@@ -125,13 +125,13 @@ def test_stage_two_reads_a_top_layer_model_from_the_stored_states(tiny_encoder, 
     _, layers = layer_stack(model.encoder)
     handle = layers[0].attention.register_forward_hook(lambda *_: calls.append(1))
 
-    def reading(encoded):
+    def stored_states(encoded):
         states = LowerLayerStates(model.encoder, model.word_encoder, device, 1, encoded, cache)
         calls.clear()  # storing the states runs the frozen layer once; reading must not
-        return lambda idx: states.reading(list(idx))
+        return states
 
     stored, stored_logits = embed_words(model.encoder, model.word_encoder, words, 2, device,
-                                        head=(model.head, "mean"), reading=reading)
+                                        head=(model.head, "mean"), stored_states=stored_states)
     handle.remove()
     assert calls == []
     np.testing.assert_allclose(stored.flat, full.flat, atol=1e-5)

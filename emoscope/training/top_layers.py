@@ -4,14 +4,14 @@
 them (Gemma's final norm) and the head; the embeddings and the layers below stay at their
 pretrained weights. Those frozen layers then give a text the same output in every epoch and in
 every stage-1 fit, so :class:`LowerLayerStates` computes it once (kept in the embedding cache on
-disk, keyed by the pretrained weights, the layer and the text's token ids) and each training or
-validation step runs only the top N layers on it: for EmbeddingGemma's top 2 of 24 layers about a
-twelfth of a full forward and backward pass, which is what makes fine-tuning it possible on a CPU.
+disk, keyed by the frozen weights, the layer and the text's token ids) and each training step,
+validation pass and stage-2 read runs only the top N layers on it: for EmbeddingGemma's top 2 of
+24 layers about a twelfth of the work, which is what makes fine-tuning it possible on a CPU.
 
-The bundle holds the whole encoder with its updated top layers; prediction, stage 2 and the
-explainers run it as any fine-tuned encoder. Only training skips the lower layers: a forward
-pre-hook hands the first trained layer the cached states, and the layers below are replaced, for
-that call only, by pass-throughs.
+The bundle holds the whole encoder with its updated top layers; prediction and the explainers run
+it as any fine-tuned encoder. Inside :meth:`LowerLayerStates.reading` a forward pre-hook hands the
+first trained layer the stored states, and the layers below are replaced, for that call only, by
+pass-throughs.
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ class LowerLayerStates:
 
         def logits_of(idx: np.ndarray) -> torch.Tensor:
             batch = model.to_device([self.word_encoder.pad([self.encoded[i] for i in idx])])[0]
-            with self.reading(list(idx)), autocast_context(self.device):
+            with self.reading(idx), autocast_context(self.device):
                 return model.logits(batch)
 
         try:

@@ -109,19 +109,18 @@ def one_row_per_text(rows: np.ndarray) -> RaggedRows:
 def embed_words(encoder: nn.Module, word_encoder: WordEncoder, word_lists: Sequence[Sequence[str]],
                 batch_size: int, device: torch.device, pooling: str = "mean",
                 head: tuple[nn.Module, str] | None = None,
-                reading: Callable[[list[Encoded]], Callable[[np.ndarray], Any]] | None = None,
-                ) -> tuple[RaggedRows, RaggedRows | None]:
+                stored_states: Callable[[list[Encoded]], Any] | None = None) -> tuple[RaggedRows, RaggedRows | None]:
     """Word vectors of each text from one encoder, in input order, batched by token length.
 
     ``head`` = (classifier head, its token pooling): the second result is that base classifier's
     logits per text from the same forward pass, exactly as
     :class:`~emoscope.models.stacked.StackedModel` computes them at prediction time (else None).
-    ``reading(encoded)`` gives, for an encoder fine-tuned with ``train_layers``, the context each
-    batch runs in (``LowerLayerStates.reading``: its frozen layers' stored output, not a rerun).
+    ``stored_states(encoded)``, for an encoder fine-tuned with ``train_layers``, gives its frozen
+    layers' stored output (a ``LowerLayerStates``): each batch then starts above them.
     Texts embedded so far are reported as (thinned) ``embed`` progress events."""
     encoder.eval()
     encoded = word_encoder.encode(word_lists)
-    batch_context = reading(encoded) if reading is not None and encoded else None
+    states = stored_states(encoded) if stored_states is not None and encoded else None
     rows: list[np.ndarray | None] = [None] * len(encoded)
     logits = None if head is None else np.zeros((len(encoded), head[0].out_features), dtype=np.float32)
     lengths = [len(ids) for ids, _ in encoded]
@@ -131,7 +130,7 @@ def embed_words(encoder: nn.Module, word_encoder: WordEncoder, word_lists: Seque
         batch = word_encoder.pad([encoded[i] for i in idx])
         n_words = max(len(word_lists[i]) for i in idx)
         mask = batch["attention_mask"].to(device)
-        with (batch_context(idx) if batch_context is not None else contextlib.nullcontext()), autocast_context(device):
+        with (states.reading(idx) if states is not None else contextlib.nullcontext()), autocast_context(device):
             hidden = encoder(input_ids=batch["input_ids"].to(device), attention_mask=mask).last_hidden_state
         pooled = pool_words(hidden.float(), batch["word_index"].to(device), n_words, pooling).cpu().numpy()
         for row, i in enumerate(idx):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,15 +152,16 @@ class ModelReader:
     logits taken from the word-vector pass, by text key, so a text that misses both caches goes
     through the encoder once."""
 
-    def __init__(self, model: StageOneModel, enc_cfg: EncoderConfig, config: RunConfig, device: torch.device):
+    def __init__(self, model: StageOneModel, enc_cfg: EncoderConfig, config: RunConfig, device: torch.device,
+                 cache: EmbeddingCache):
         self.model, self.enc_cfg, self.device = model, enc_cfg, device
         self.normalizer, self.stack = config.text, config.stack
         self.batch_size = config.training.eval_batch_size
         self.with_head = config.meta.base_logits and model.folder is not None
         self._parts: tuple[WordEncoder, nn.Module, nn.Module | None] | None = None
         # a fine-tuned encoder whose frozen layers' output is stored (train_layers): batches start above them
-        self.reading = self._stored_states if enc_cfg.train_layers and model.folder is not None else None
-        self.cache = embeddings_cache(config)
+        self.stored_states = self._stored_states if enc_cfg.train_layers and model.folder is not None else None
+        self.cache = cache
         self._key: str | None = None
         self._spare_logits: dict[str, np.ndarray] = {}
 
@@ -172,11 +173,10 @@ class ModelReader:
             self._parts = (we, encoder.to(self.device), None if head is None else head.to(self.device).eval())
         return self._parts
 
-    def _stored_states(self, encoded: list[Encoded]) -> Callable[[np.ndarray], Any]:
+    def _stored_states(self, encoded: list[Encoded]) -> LowerLayerStates:
         we, encoder, _ = self.parts()
-        states = LowerLayerStates(encoder, we, self.device, self.enc_cfg.train_layers, encoded, self.cache,
-                                  batch_size=self.batch_size)
-        return lambda idx: states.reading(list(idx))
+        return LowerLayerStates(encoder, we, self.device, self.enc_cfg.train_layers, encoded, self.cache,
+                                batch_size=self.batch_size)
 
     def key(self) -> str:
         """The cache key of this model's word vectors (loading it only when its fingerprint is unknown)."""
@@ -194,7 +194,7 @@ class ModelReader:
         we, encoder, head = self.parts()
         emb, logits = embed_words(encoder, we, [words[p] for p in positions], self.batch_size, self.device,
                                   self.stack.word_pooling, head=(head, self.enc_cfg.pooling) if self.with_head else None,
-                                  reading=self.reading)
+                                  stored_states=self.stored_states)
         if logits is not None:
             self._spare_logits.update((keys[p], logits.flat[row]) for row, p in enumerate(positions))
         return emb
@@ -206,7 +206,7 @@ class ModelReader:
             return one_row_per_text(np.stack([self._spare_logits[keys[p]] for p in positions]).astype(np.float32))
         we, encoder, head = self.parts()
         return embed_words(encoder, we, [words[p] for p in positions], self.batch_size, self.device,
-                           head=(head, self.enc_cfg.pooling), reading=self.reading)[1]
+                           head=(head, self.enc_cfg.pooling), stored_states=self.stored_states)[1]
 
 
 def read_with(reader: ModelReader, jobs: Sequence[ReadJob], texts: StackTexts, cache: EmbeddingCache,
@@ -246,7 +246,7 @@ def embed_encoder(enc_cfg: EncoderConfig, config: RunConfig, stage_one: StageOne
     pieces: Pieces = {}
     logit_pieces: Pieces = {}
     for jobs in by_model(plan_reads(enc_cfg.label, stage_one, texts)):
-        reader = ModelReader(jobs[0].model, enc_cfg, config, device)
+        reader = ModelReader(jobs[0].model, enc_cfg, config, device, cache)
         read, read_logits = read_with(reader, jobs, texts, cache, log)
         del reader  # free the model before the next one loads
         for split, parts in read.items():
