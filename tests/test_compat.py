@@ -33,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -225,8 +226,9 @@ def build_cases(specs: list[dict[str, Any]], old: Path, work: Path, extra_texts:
     return cases
 
 
-@pytest.fixture(scope="session")
-def fast_cases(old_tree, tiny_encoder, tiny_encoder_b, tiny_data, tmp_path_factory) -> dict[str, Case]:
+@pytest.fixture(scope="module")
+def fast_cases(old_tree, tiny_encoder, tiny_encoder_b, tiny_data,
+               tmp_path_factory) -> Iterator[dict[str, Case]]:
     data = {"train": str(tiny_data["train"]), "validation": str(tiny_data["dev"])}
     encoder = {"pooling": "mean", "max_length": 32, "dropout": 0.0}
     training = {"lr": 3e-3, "head_lr": 1e-2, "batch_size": 16, "warmup_ratio": 0.0, "seed": 7}
@@ -244,12 +246,13 @@ def fast_cases(old_tree, tiny_encoder, tiny_encoder_b, tiny_data, tmp_path_facto
         dev_texts = [row["text"] for row in csv.DictReader(f)]
     specs = [{"name": "single", "recipe": single, "explain_texts": TEXTS, "variant_texts": VARIANT_TEXTS},
              {"name": "stack-base-logits", "recipe": stacked, "explain_texts": TEXTS, "variant_texts": VARIANT_TEXTS}]
-    return build_cases(specs, old_tree, tmp_path_factory.mktemp("compat-fast"), dev_texts, str(tiny_data["dev"]),
-                       n_eval=4, timeout=900)
+    folder = tmp_path_factory.mktemp("compat-fast")
+    yield build_cases(specs, old_tree, folder, dev_texts, str(tiny_data["dev"]), n_eval=4, timeout=900)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def slow_cases(old_tree, tiny_data, tmp_path_factory) -> dict[str, Case]:
+@pytest.fixture(scope="module")
+def slow_cases(old_tree, tiny_data, tmp_path_factory) -> Iterator[dict[str, Case]]:
     if _data_root() is None:
         pytest.skip("shared datasets not found (../shared/datasets or EMOSCOPE_DATA_ROOT; see scripts/setup.sh)")
     configs = old_tree / "training" / "configs"
@@ -259,8 +262,9 @@ def slow_cases(old_tree, tiny_data, tmp_path_factory) -> dict[str, Case]:
     specs = [{"name": "smoke", "recipe": str(configs / "smoke.toml"), "explain_texts": few, "variant_texts": TEXTS[:1]},
              {"name": "smoke-stack", "recipe": str(configs / "smoke-stack.toml"), "explain_texts": few,
               "variant_texts": TEXTS[:1]}]
-    return build_cases(specs, old_tree, tmp_path_factory.mktemp("compat-slow"), extra, "brighter:eng:dev",
-                       n_eval=2, timeout=3000)
+    folder = tmp_path_factory.mktemp("compat-slow")  # about 1 GB of bundles and stage-1 models
+    yield build_cases(specs, old_tree, folder, extra, "brighter:eng:dev", n_eval=2, timeout=3000)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(params=["single", "stack-base-logits", pytest.param("smoke", marks=pytest.mark.slow),

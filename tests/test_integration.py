@@ -4,6 +4,7 @@ Run with the rest of the suite by ``bash scripts/test.sh``; skip with ``-m "not 
 """
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +39,8 @@ def smoke_bundle(tmp_path_factory):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "[done]" in proc.stdout
-    return out
+    yield out
+    shutil.rmtree(out.parent, ignore_errors=True)
 
 
 @needs_data
@@ -145,6 +147,8 @@ def test_smoke_stack_recipe_trains_predicts_and_reruns_from_the_cache(tmp_path):
     np.testing.assert_allclose(predictor.predict_proba(validation.texts), validation.probs, atol=2e-5)
     arabic = predictor.predict(["أنا خائف جداً من الغد 😨"])[0]
     assert arabic.language == "ar" and set(arabic.probabilities) == set(manifest.labels)
+    del predictor
+    shutil.rmtree(out)  # half a gigabyte: CI machines can be short of disk
     # a second run reuses stage 1 and every word vector
     proc = subprocess.run([sys.executable, "-m", "emoscope.cli", "train", "--config", recipe, "--output",
                            str(tmp_path / "again"), "--quiet", *work], capture_output=True, text=True, timeout=900,

