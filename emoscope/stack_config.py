@@ -10,9 +10,10 @@ from emoscope.errors import ConfigError
 from emoscope.losses import loss_names
 from emoscope.recipe_tables import require_finite
 
-__all__ = ["BASE_KINDS", "META_POOLINGS", "WORD_POOLINGS", "BaseConfig", "MetaConfig", "StackConfig"]
+__all__ = ["BASE_KINDS", "META_POOLINGS", "NEW_TEXT_READERS", "WORD_POOLINGS", "BaseConfig", "MetaConfig", "StackConfig"]
 
 WORD_POOLINGS = ("mean", "first")
+NEW_TEXT_READERS = ("full", "fold")
 META_POOLINGS = ("attention", "max", "mean")
 
 
@@ -29,6 +30,12 @@ class StackConfig:
     fine-tuned on ``train`` alone (the very models a recipe without the extra data trains, so
     they are reused from its work folder) and the extra texts reach only the text bases and the
     meta-learner, read by the ``full`` stage-1 model, which never saw them.
+    ``new_text_reader`` says which stage-1 model of each fine-tuned encoder reads the texts no
+    fold model holds out (validation, eval, the extra data left out of stage 1) and goes into the
+    bundle to read new texts: ``"full"``, fine-tuned on every training text, or ``"fold"``, the
+    first fold's model, so that new texts are read like the training texts the meta-learner
+    learns from (by a model fine-tuned on the other folds, out of fold). Text bases always use
+    their ``full`` fit.
     """
 
     folds: int = 3
@@ -37,6 +44,7 @@ class StackConfig:
     finetune_loss: str = "bce"
     cache_dir: str | None = None
     finetune_on_extra: bool = True
+    new_text_reader: str = "full"
 
     def __post_init__(self) -> None:
         if self.folds == 1 or not 0 <= self.folds <= 20:
@@ -47,6 +55,11 @@ class StackConfig:
             raise ConfigError(f"stack.word_pooling must be one of {', '.join(WORD_POOLINGS)}, got '{self.word_pooling}'")
         if self.finetune_loss not in loss_names():
             raise ConfigError(f"stack.finetune_loss must be one of {', '.join(loss_names())}, got '{self.finetune_loss}'")
+        if self.new_text_reader not in NEW_TEXT_READERS:
+            raise ConfigError(f"stack.new_text_reader must be one of {', '.join(NEW_TEXT_READERS)}, "
+                              f"got '{self.new_text_reader}'")
+        if self.new_text_reader == "fold" and self.folds == 0:
+            raise ConfigError("stack.new_text_reader = \"fold\" needs out-of-fold stacking (stack.folds of 2 or more)")
 
 
 BASE_KINDS = ("tfidf",)

@@ -1,8 +1,9 @@
 """Stage 1 of the stack: fine-tune each base encoder, on all training texts and on each fold's rest.
 
 With ``stack.folds = k`` every encoder with ``fine_tune = true`` gets k+1 models: ``full``
-(trained on every training text; it reads validation, eval and new texts) and ``fold-i``
-(trained on the other folds; it reads fold i's training texts): out-of-fold stacking. With
+(trained on every training text; it reads validation, eval and new texts, unless
+``stack.new_text_reader = "fold"`` gives that role to ``fold-1``) and ``fold-i`` (trained on the
+other folds; it reads fold i's training texts): out-of-fold stacking. With
 ``folds = 0`` (naive stacking) only ``full``. Encoders with ``fine_tune = false`` keep their
 pretrained weights. Each finished model lands atomically in the recipe's work folder, under a key
 of its own encoder's settings, the stage-1 settings and the training data, so an interrupted run
@@ -222,9 +223,11 @@ def finetune(config: RunConfig, enc_cfg: EncoderConfig, role: str, train_ds: Dat
 
 @dataclass
 class StageOne:
-    """What stage 1 leaves: per encoder, the model that goes into the bundle (``full`` or the
-    pretrained one) and, out-of-fold, the fold models; the fold of each training text; each
-    fine-tuned encoder's own validation/eval probabilities (its ``full`` classifier's)."""
+    """What stage 1 leaves: per encoder, the model that goes into the bundle and reads new texts
+    (``full``, ``fold-1`` with ``stack.new_text_reader = "fold"``, or the pretrained one) and,
+    out-of-fold, the fold models; each fine-tuned encoder's ``full`` model (it reads the naive
+    variant's training texts); the fold of each training text; each fine-tuned encoder's own
+    validation/eval probabilities (its ``full`` classifier's)."""
 
     models: dict[str, StageOneModel]
     fold_models: dict[str, list[StageOneModel]]
@@ -232,6 +235,7 @@ class StageOne:
     single_scores: dict[str, dict[str, Any]]
     seconds: float
     peak_rss_mb: float
+    full_models: dict[str, StageOneModel] = dataclasses.field(default_factory=dict)
 
 
 @dataclass
@@ -318,5 +322,9 @@ def run_stage1(config: RunConfig, data: TrainingData, texts: StackTexts, work: P
             models[name], single_scores[name] = model, model.scores()
         else:
             fold_models.setdefault(name, []).append(model)
+    full_models = {name: models[name] for name in single_scores}
+    if config.stack.new_text_reader == "fold":
+        models.update((name, fold_models[name][0]) for name in fold_models)
     models = {e.label: models[e.label] for e in config.encoders}  # recipe order
-    return StageOne(models, fold_models, folds, single_scores, time.perf_counter() - started, peak_rss_mb())
+    return StageOne(models, fold_models, folds, single_scores, time.perf_counter() - started, peak_rss_mb(),
+                    full_models)

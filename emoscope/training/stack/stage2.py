@@ -4,9 +4,11 @@ Each encoder's sub-word vectors are pooled onto the project's shared words, so t
 vectors line up word by word whatever their tokenizers. Which model reads which text:
 
 * out-of-fold (``folds > 1``), fine-tuned encoder: a training text in fold i ← ``fold-i`` (one
-  that stage 1 left out, ``stack.finetune_on_extra = false``, ← ``full``, which never saw it); a
-  validation/eval text ← ``full``, unless it is also a training text: then ← the fold model that
-  held it out; and, for the naive ablation, every training text ← ``full`` (``train-naive``);
+  that stage 1 left out, ``stack.finetune_on_extra = false``, ← the new-text reader, which never
+  saw it); a validation/eval text ← the new-text reader, unless it is also a training text: then
+  ← the fold model that held it out; and, for the naive ablation, every training text ← ``full``
+  (``train-naive``). The new-text reader is ``full``, or ``fold-1`` with
+  ``stack.new_text_reader = "fold"`` (it reads fold 1's training texts in either case);
 * naive (``folds = 0``) or frozen encoder: every text ← the one model.
 
 Every read passes the leakage gate (:func:`~emoscope.training.stack.leakage.check_not_trained_on`).
@@ -108,7 +110,7 @@ class ReadJob:
 
 def plan_reads(name: str, stage_one: StageOne, texts: StackTexts) -> list[ReadJob]:
     """Which model reads which texts of encoder ``name`` (see the module docstring)."""
-    full = stage_one.models[name]
+    full = stage_one.models[name]  # the new-text reader
     fold_models = stage_one.fold_models.get(name)
     folds = stage_one.folds
     jobs: list[ReadJob] = []
@@ -117,8 +119,9 @@ def plan_reads(name: str, stage_one: StageOne, texts: StackTexts) -> list[ReadJo
             # Frozen encoders saw no text; naive stacking lets the full model read its own.
             jobs.append(ReadJob(full, split, np.arange(len(keys)), folds is None))
         elif split == "train":
-            # A training text the full model never saw (extra data left out of stage 1) is read by
-            # it; every other one by the fold model that held it out.
+            # A training text the new-text reader never saw (extra data left out of stage 1; with
+            # fold-1 as the reader, fold 1's texts too) is read by it; every other one by the fold
+            # model that held it out.
             seen = np.asarray([k in full.trained_on for k in keys], dtype=bool)
             jobs += [ReadJob(model, "train", np.flatnonzero(seen & (folds == f)), False)
                      for f, model in enumerate(fold_models)]
@@ -134,7 +137,8 @@ def plan_reads(name: str, stage_one: StageOne, texts: StackTexts) -> list[ReadJo
                 held_out = np.asarray([fold_of.get(k) == f for k in keys])
                 jobs.append(ReadJob(model, split, np.flatnonzero(seen & held_out), False))
     if fold_models is not None:
-        jobs.append(ReadJob(full, "train-naive", np.arange(len(texts.keys["train"])), True))
+        jobs.append(ReadJob(stage_one.full_models.get(name, full), "train-naive",
+                            np.arange(len(texts.keys["train"])), True))
     return jobs
 
 
