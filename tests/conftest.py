@@ -202,3 +202,18 @@ epochs = {epochs}
 patience = {epochs}
 """, encoding="utf-8")
     return recipe
+
+
+def spy_on_leakage_gate(monkeypatch) -> list:
+    """Record every (model, keys, allow_seen) stage 2's leakage gate checks; the gate still runs."""
+    from emoscope.training.stack import stage2
+
+    calls: list = []
+    real = stage2.check_not_trained_on
+
+    def spy(model, keys, *, allow_seen=False):
+        calls.append((model, list(keys), allow_seen))
+        return real(model, keys, allow_seen=allow_seen)
+
+    monkeypatch.setattr(stage2, "check_not_trained_on", spy)
+    return calls

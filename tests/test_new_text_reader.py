@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_stack_config
+from conftest import spy_on_leakage_gate, tiny_stack_config
 from emoscope.config import StackConfig
 from emoscope.data import load_training_data
 from emoscope.errors import ConfigError
@@ -57,14 +57,7 @@ def test_the_first_fold_model_reads_new_texts_and_full_reads_the_naive_variant(t
     key = texts.keys["validation"][0]
     holder = next(j.model for j in jobs if j.split == "validation" and 0 in j.positions)
     assert key not in holder.trained_on and key in stage_one.full_models["tiny0"].trained_on
-    calls = []
-    real = stage2.check_not_trained_on
-
-    def spy(model, keys, *, allow_seen=False):
-        calls.append((model, list(keys), allow_seen))
-        return real(model, keys, allow_seen=allow_seen)
-
-    monkeypatch.setattr(stage2, "check_not_trained_on", spy)
+    calls = spy_on_leakage_gate(monkeypatch)
     stage2.prepare_stack(config, data, device=torch.device("cpu"), work=tmp_path / "work", progress=False, log=quiet)
     for model, keys, allow_seen in calls:
         if model.role != "pretrained" and not allow_seen:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_stack_config
+from conftest import spy_on_leakage_gate, tiny_stack_config
 from emoscope.errors import BundleError, ConfigError
 from emoscope.models import pick_device
 from emoscope.text import NormalizerConfig
@@ -88,14 +88,7 @@ def test_out_of_fold_stage2_never_embeds_a_text_with_a_model_trained_on_it(tiny_
     data = load_training_data(config)
     # a validation text that is also a training text must go to the fold model that held it out
     data.validation.texts[0] = data.train.texts[5]
-    calls = []
-    real = stage2.check_not_trained_on
-
-    def spy(model, keys, *, allow_seen=False):
-        calls.append((model, list(keys), allow_seen))
-        return real(model, keys, allow_seen=allow_seen)
-
-    monkeypatch.setattr(stage2, "check_not_trained_on", spy)
+    calls = spy_on_leakage_gate(monkeypatch)
     stacked = prepare_stack(config, data, progress=False, log=quiet)
     checked = 0
     for model, keys, allow_seen in calls:
