@@ -110,35 +110,34 @@ class ReadJob:
 
 def plan_reads(name: str, stage_one: StageOne, texts: StackTexts) -> list[ReadJob]:
     """Which model reads which texts of encoder ``name`` (see the module docstring)."""
-    full = stage_one.models[name]  # the new-text reader
+    reader = stage_one.models[name]  # full, fold-1 (new_text_reader = "fold") or the pretrained model
     fold_models = stage_one.fold_models.get(name)
     folds = stage_one.folds
     jobs: list[ReadJob] = []
     for split, keys in texts.keys.items():
         if fold_models is None:
             # Frozen encoders saw no text; naive stacking lets the full model read its own.
-            jobs.append(ReadJob(full, split, np.arange(len(keys)), folds is None))
+            jobs.append(ReadJob(reader, split, np.arange(len(keys)), folds is None))
         elif split == "train":
             # A training text the new-text reader never saw (extra data left out of stage 1; with
             # fold-1 as the reader, fold 1's texts too) is read by it; every other one by the fold
             # model that held it out.
-            seen = np.asarray([k in full.trained_on for k in keys], dtype=bool)
+            seen = np.asarray([k in reader.trained_on for k in keys], dtype=bool)
             jobs += [ReadJob(model, "train", np.flatnonzero(seen & (folds == f)), False)
                      for f, model in enumerate(fold_models)]
             if not seen.all():
-                jobs.append(ReadJob(full, "train", np.flatnonzero(~seen), False))
+                jobs.append(ReadJob(reader, "train", np.flatnonzero(~seen), False))
         else:
             # A validation/eval text that also sits in the training data goes to the fold model
             # that held it out, so no encoder ever reads a text it was trained on.
-            seen = np.asarray([k in full.trained_on for k in keys], dtype=bool)
-            jobs.append(ReadJob(full, split, np.flatnonzero(~seen), False))
+            seen = np.asarray([k in reader.trained_on for k in keys], dtype=bool)
+            jobs.append(ReadJob(reader, split, np.flatnonzero(~seen), False))
             fold_of = dict(zip(texts.keys["train"], folds))
             for f, model in enumerate(fold_models):
                 held_out = np.asarray([fold_of.get(k) == f for k in keys])
                 jobs.append(ReadJob(model, split, np.flatnonzero(seen & held_out), False))
     if fold_models is not None:
-        jobs.append(ReadJob(stage_one.full_models.get(name, full), "train-naive",
-                            np.arange(len(texts.keys["train"])), True))
+        jobs.append(ReadJob(stage_one.full_models[name], "train-naive", np.arange(len(texts.keys["train"])), True))
     return jobs
 
 
