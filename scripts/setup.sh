@@ -9,6 +9,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=.venv
+# One setup at a time: `bash scripts/app.sh` and `bash scripts/test.sh` started together on a fresh
+# clone would otherwise both create and pip-install into the same .venv. The second one waits here,
+# then finds every step done. (flock is util-linux, in every Debian; without it there is no lock.)
+mkdir -p "$VENV"
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$VENV/.setup-lock"
+  if ! flock -n 9; then
+    echo "[setup] another setup is running in this folder; waiting for it to finish"
+    flock 9
+  fi
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating $VENV"
   "$PY" -m venv "$VENV"
