@@ -119,8 +119,11 @@ class Page:
         self.call("Input.insertText", text=text)
         self.js(f"document.querySelector({json.dumps(selector)}).blur()")
 
-    def click_button(self, label: str, timeout: float = 60) -> None:
-        finder = ("Array.from(document.querySelectorAll('button')).find(b => b.innerText.trim() === "
+    def click_button(self, label: str, timeout: float = 60, within: str = "") -> None:
+        """Click the first button labelled ``label`` (inside the elements matching CSS ``within``, if
+        given: Streamlit's own toolbar shows a "Stop" button of its own while a script runs)."""
+        buttons = json.dumps(f"{within} button".strip())
+        finder = (f"Array.from(document.querySelectorAll({buttons})).find(b => b.innerText.trim() === "
                   f"{json.dumps(label)})")
         self.wait(finder, timeout, f"a button {label!r}")
         self.js(f"{finder}.click()")

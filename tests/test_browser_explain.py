@@ -100,7 +100,7 @@ def test_stop_keeps_the_estimate_marked_partial(page):
     open_lime(page, "2000")  # 2,000 samples: long enough to stop on the tiny model
     page.click_button("Explain")
     page.wait("window.__estimates.length > 0", 120, "a first estimate")
-    page.click_button("Stop")
+    page.click_button("Stop", within=".st-key-explain_stop")  # the page's Stop, not the toolbar's (it ends the run)
     page.wait_text("Stopped: estimate from", 120)
     shown = page.js("document.body.innerText")
     done = int(shown.split("Stopped: estimate from ")[1].split(" of ")[0].replace(",", ""))
