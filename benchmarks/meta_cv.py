@@ -29,9 +29,10 @@ import torch
 
 from emoscope.config import RunConfig, load_config
 from emoscope.metrics import compute_metrics
+from emoscope.training.ablate import Scoring
 from emoscope.training.run import load_run_data
 from emoscope.training.stack.stage2 import prepare_stack
-from emoscope.training.stack.stage3 import MetaSelection, fit_meta, meta_probs
+from emoscope.training.stack.stage3 import MEMBER_SEED_STEP, MetaSelection, fit_meta, meta_probs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import machine  # noqa: E402
@@ -51,7 +52,8 @@ def fold_selection(selection: MetaSelection, keep: np.ndarray) -> MetaSelection:
                                train_base=base)
 
 
-def cross_validate(config: RunConfig, selection: MetaSelection, n_own: int, k: int, seed: int) -> dict[str, object]:
+def cross_validate(config: RunConfig, selection: MetaSelection, scoring: Scoring, n_own: int, k: int,
+                   seed: int) -> dict[str, object]:
     """One seed of K-fold CV: pooled macro-F1 over the own training texts, per-fold figures."""
     device = torch.device("cpu")
     member = config.replace(meta=dataclasses.replace(config.meta, ensemble=1),
@@ -66,10 +68,8 @@ def cross_validate(config: RunConfig, selection: MetaSelection, n_own: int, k: i
         base = None if selection.train_base is None else selection.train_base[held]
         probs[held] = meta_probs(fit.meta, selection.train.take(held), device, base)
         thresholds[held] = fit.thresholds
-        val = selection.validation_ds
         folds.append({"fold_macro_f1": _f1(selection, held, probs[held], fit.thresholds),
-                      "validation_macro_f1": compute_metrics(val.labels, fit.val_probs, fit.thresholds,
-                                                             label_mask=val.label_mask)["macro_f1"],
+                      "validation_macro_f1": scoring.validation_f1(fit.val_probs, fit.thresholds),
                       "best_epoch": fit.best_epoch, "seconds": fit.seconds})
     own = np.arange(n_own)
     decided = (probs >= thresholds).astype(np.float32)  # each fold's own thresholds, then pooled
@@ -100,7 +100,7 @@ def main() -> None:
                                 log=lambda m: None)
         selection = MetaSelection.of(stacked, stacked.encoders, data)
         n_own = len(data.own_train if data.own_train is not None else data.train)
-        runs = [cross_validate(config, selection, n_own, args.folds, config.training.seed + 1000 * i)
+        runs = [cross_validate(config, selection, Scoring(data), n_own, args.folds, config.training.seed + MEMBER_SEED_STEP * i)
                 for i in range(args.seeds)]
         scores = [r["cv_macro_f1"] for r in runs]
         val = [f["validation_macro_f1"] for r in runs for f in r["folds"]]
