@@ -71,6 +71,8 @@ def cross_validate(config: RunConfig, selection: MetaSelection, scoring: Scoring
         folds.append({"fold_macro_f1": _f1(selection, held, probs[held], fit.thresholds),
                       "validation_macro_f1": scoring.validation_f1(fit.val_probs, fit.thresholds),
                       "best_epoch": fit.best_epoch, "seconds": fit.seconds})
+        print(f"  {config.name} seed {seed} fold {len(folds)}/{k}: macro-F1 {folds[-1]['fold_macro_f1']:.4f}, "
+              f"validation {folds[-1]['validation_macro_f1']:.4f}, {fit.seconds:.0f} s", flush=True)
     own = np.arange(n_own)
     decided = (probs >= thresholds).astype(np.float32)  # each fold's own thresholds, then pooled
     return {"seed": seed, "cv_macro_f1": _f1(selection, own, decided, 0.5), "folds": folds,
