@@ -3,17 +3,18 @@
     python benchmarks/tfidf_base.py words                    # dev macro-F1, BRIGHTER arq and ary
     python benchmarks/tfidf_base.py latency PLAIN TFIDF      # two stacked bundles, same data, 64 arq dev texts
     python benchmarks/tfidf_base.py union                    # the reference alone, target vs target + extra data
-    python benchmarks/tfidf_base.py alone RECIPE             # a stacked recipe's TF-IDF base alone, as the stack fits it
+    python benchmarks/tfidf_base.py alone RECIPE             # a stacked recipe's text bases alone, fit as the stack does
                                                              # (RECIPE: a name under training/configs, or a .toml path)
 
 ``words``: ``TfidfBaseline`` (5-fold thresholds) fit on train, scored on dev, once on the raw texts
 and once on ``words.read_words(text, NormalizerConfig(), 64)`` joined by spaces (what the base reads).
 ``union``: the same on the stack's words, fit on the training set of ``brighter-L-frozen-tfidf-stack``
 and of ``brighter-L-union-frozen-tfidf-stack`` (after the hold-out; extra data included), scored on dev.
-``alone``: the TF-IDF base of ``training/configs/RECIPE.toml`` (or of the recipe file RECIPE) as a classifier of its own: fit on
-the recipe's training set (extra data included, unannotated labels masked) on the stack's words,
-per-class thresholds chosen on the recipe's validation hold-out as the stack's are, scored on its
-eval set (the "TF-IDF base alone" row beside ``emoscope ablate``'s encoder-alone rows).
+``alone``: each text base of ``training/configs/RECIPE.toml`` (or of the recipe file RECIPE) as a
+classifier of its own: fit by the stack's own ``fit_text_base`` (the recipe's training set, extra
+data included, unannotated labels masked, the stack's words), its full fit (the bundle's model)
+read on validation and eval, per-class thresholds chosen on the validation hold-out as the stack's
+are, scored on the eval set (the "TF-IDF base alone" row beside ``emoscope ablate``'s encoder-alone rows).
 ``latency``: one torch thread; five alternating runs of each bundle's ``predict_proba`` and of the
 TF-IDF base's logits alone, after a warm-up; medians. Needs ``EMOSCOPE_DATA_ROOT``.
 """
@@ -33,7 +34,9 @@ from emoscope.metrics import compute_metrics
 from emoscope.predict import Predictor
 from emoscope.text import NormalizerConfig
 from emoscope.thresholds import choose_thresholds
-from emoscope.tfidf import TfidfModel, text_of_words
+from emoscope.tfidf import text_of_words
+from emoscope.training.stack.stage1 import StackTexts
+from emoscope.training.stack.text_bases import fit_text_base
 from emoscope.words import read_words
 
 
@@ -67,16 +70,17 @@ def union() -> None:
 def alone(recipe: str) -> None:
     config = load_config(recipe if recipe.endswith(".toml") else f"training/configs/{recipe}.toml")
     data = load_training_data(config)
-
-    def words(ds):
-        return [text_of_words(read_words(t, config.text, config.stack.max_words).model_words) for t in ds.texts]
-
-    model = TfidfModel.fit(words(data.train), data.train.labels, data.train.label_mask)
-    val = data.validation
-    thresholds = choose_thresholds(config.thresholds, val.labels, model.predict_proba(words(val)), val.label_mask)
-    for ds in (val, data.eval):
-        f1 = compute_metrics(ds.labels, model.predict_proba(words(ds)), thresholds, label_mask=ds.label_mask)["macro_f1"]
-        print(f"{recipe}: TF-IDF base alone, {len(data.train)} training texts, {ds.name}: macro-F1 {f1:.3f}")
+    texts = StackTexts.read(config, data)
+    for base_cfg in config.bases:
+        model = fit_text_base(base_cfg, config, data, texts, None).full.model  # the model the bundle keeps
+        probs = {split: model.predict_proba([text_of_words(w) for w in texts.words[split]])
+                 for split in ("validation", "eval")}
+        val = data.validation
+        thresholds = choose_thresholds(config.thresholds, val.labels, probs["validation"], val.label_mask)
+        for split, ds in (("validation", val), ("eval", data.eval)):
+            f1 = compute_metrics(ds.labels, probs[split], thresholds, label_mask=ds.label_mask)["macro_f1"]
+            print(f"{recipe}: {base_cfg.label} base alone, {len(data.train)} training texts, {ds.name}: "
+                  f"macro-F1 {f1:.3f}")
 
 
 def latency(plain_path: str, tfidf_path: str, repeats: int) -> None:
